@@ -1,0 +1,109 @@
+"""Chi Bộ Mẫu: the application factory.
+
+One codebase, two roles: `central` (the default, a complete standalone installation) and `field`
+(a node in a field office that syncs with central). Configuration comes from the defaults below,
+then `CHIBO_*` environment variables, then the `config` mapping given to `create_app` (tests).
+`python app.py` serves the app with waitress.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask, g, request
+
+from blueprints import register_blueprints
+from blueprints.cli import register_cli
+from blueprints.web import init_web
+from models import ALL_MODELS, clock, db, init_db
+from models.migrations import db_up
+
+APP_VERSION = "0.1.0"
+
+DEFAULTS = {
+    "ROLE": "central",
+    "NODE_ID": "central",
+    "CENTRAL_URL": "",
+    "SYNC_TOKEN": "",
+    "DATABASE_URL": "",
+    "DEMO": False,
+    "HOST": "127.0.0.1",
+    "PORT": 5000,
+    "SYNC_BATCH_SIZE": 500,
+    "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # A meeting lasts about two hours: the session ends after 4 hours without a request.
+    "PERMANENT_SESSION_LIFETIME": 4 * 3600,
+    "SESSION_REFRESH_EACH_REQUEST": True,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    # The CSRF token must not expire in the middle of a meeting; the session bounds it instead.
+    "WTF_CSRF_TIME_LIMIT": None,
+    "WTF_CSRF_HEADERS": ["X-CSRFToken"],
+    "BABEL_DEFAULT_LOCALE": "vi",
+    "BABEL_DEFAULT_TIMEZONE": "Asia/Ho_Chi_Minh",
+    "APP_VERSION": APP_VERSION,
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the app: configuration, database, extensions, blueprints and CLI."""
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("CHIBO")
+    if config:
+        app.config.from_mapping(config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path) / "secret_key")
+    if not app.config["DATABASE_URL"]:
+        app.config["DATABASE_URL"] = f"sqlite:///{Path(app.instance_path) / 'chibo.sqlite3'}"
+    if app.config["ROLE"] not in ("central", "field"):
+        raise ValueError("CHIBO_ROLE phải là 'central' hoặc 'field'")
+    if app.config["ROLE"] == "field" and app.config["NODE_ID"] == "central":
+        raise ValueError("Nút field cần CHIBO_NODE_ID riêng (ví dụ doi-1)")
+
+    clock.configure(str(app.config["NODE_ID"]))
+    init_db(app.config["DATABASE_URL"])
+    with db.connection_context():
+        db_up(ALL_MODELS)
+
+    @app.before_request
+    def _connect():
+        db.connect(reuse_if_open=True)
+        g.role = app.config["ROLE"]
+
+    @app.teardown_request
+    def _close(_exc):
+        if not db.is_closed():
+            db.close()
+
+    init_web(app)
+    register_blueprints(app)
+    register_cli(app)
+    return app
+
+
+def _instance_secret(path: Path) -> str:
+    """Read the instance's secret key, making and keeping one the first time."""
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.write_text(key)
+    os.chmod(path, 0o600)
+    return key
+
+
+def main() -> None:
+    """Serve with waitress on CHIBO_HOST:CHIBO_PORT."""
+    from waitress import serve
+
+    app = create_app()
+    host, port = app.config["HOST"], int(app.config["PORT"])
+    print(f"Chi Bộ Mẫu ({app.config['ROLE']}, nút {app.config['NODE_ID']}) đang chạy: http://{host}:{port}/")
+    serve(app, host=host, port=port, threads=8)
+
+
+if __name__ == "__main__":
+    main()

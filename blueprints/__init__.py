@@ -1,0 +1,14 @@
+"""Blueprints, one per feature. Views stay thin: they load (with scope checks), call domain
+functions from models/ or sync/, and render."""
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    """Attach every feature blueprint to the app."""
+    from . import auth, cells, meetings
+
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(cells.bp)
+    app.register_blueprint(meetings.bp)

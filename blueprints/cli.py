@@ -1,0 +1,165 @@
+"""Operational CLI: `flask --app app db up | users create | nodes register | backup | demo`.
+
+Each command is a thin shell over a plain function in models/ or sync/, so the same work can be
+done from tests or another tool.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from models import ALL_MODELS, Cell, Node, User, ValidationError, db
+from models.migrations import db_up
+from models.nodes import hash_token
+from models.rules import seed_rule_sets
+
+db_cli = AppGroup("db", help="Cơ sở dữ liệu.")
+users_cli = AppGroup("users", help="Tài khoản người dùng.")
+nodes_cli = AppGroup("nodes", help="Các nút (đội, điểm) đồng bộ với trung tâm.")
+
+
+@db_cli.command("up")
+def db_up_command():
+    """Create or migrate the schema; seed the national rule sets on central."""
+    version = db_up(ALL_MODELS)
+    made = seed_rule_sets() if current_app.config["ROLE"] == "central" else 0
+    click.echo(f"Cơ sở dữ liệu ở phiên bản {version}; đã thêm {made} bộ quy tắc.")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "supervisor", "secretary", "member"]), default="admin")
+@click.option("--full-name", default="")
+@click.option("--cell", "cell_code", default=None, help="Mã chi bộ (bắt buộc với bí thư, đảng viên).")
+@click.password_option("--password", prompt="Mật khẩu", confirmation_prompt="Nhập lại mật khẩu")
+def users_create(username, role, full_name, cell_code, password):
+    """Create a user account (the password is asked for, never defaulted)."""
+    cell = Cell.get_or_none(Cell.code == cell_code) if cell_code else None
+    if cell_code and cell is None:
+        raise click.ClickException(f"Không có chi bộ mã {cell_code}.")
+    if User.get_or_none(User.username == username):
+        raise click.ClickException(f"Tên đăng nhập {username} đã tồn tại.")
+    user = User(username=username, role=role, full_name=full_name or username, cell=cell.id if cell else None)
+    try:
+        user.set_password(password)
+        user.save()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Đã tạo tài khoản {username} ({role}).")
+
+
+@nodes_cli.command("register")
+@click.argument("node_id")
+@click.option("--name", default="", help="Tên hiển thị, ví dụ 'Đội QLTT số 1'.")
+@click.option("--cells", default="", help="Mã các chi bộ do nút này quản lý, cách nhau bằng dấu phẩy.")
+def nodes_register(node_id, name, cells):
+    """Register a field node on central and print its sync token once."""
+    from models.clock import NODE_ID_PATTERN
+
+    if current_app.config["ROLE"] != "central":
+        raise click.ClickException("Chỉ đăng ký nút tại trung tâm.")
+    if not NODE_ID_PATTERN.match(node_id) or node_id == "central":
+        raise click.ClickException("Mã nút chỉ gồm chữ thường, số, gạch nối (tối đa 32 ký tự), khác 'central'.")
+    codes = [c.strip() for c in cells.split(",") if c.strip()]
+    found = {c.code: c for c in Cell.live().where(Cell.code.in_(codes))} if codes else {}
+    missing = [c for c in codes if c not in found]
+    if missing:
+        raise click.ClickException(f"Không có chi bộ mã: {', '.join(missing)}.")
+    token = Node.issue_token()
+    with db.atomic():
+        node = Node.get_or_none(Node.id == node_id)
+        if node is None:
+            Node.create(id=node_id, name=name or node_id, token_hash=hash_token(token))
+        else:
+            node.token_hash, node.revoked_at = hash_token(token), None
+            node.name = name or node.name
+            node.save()
+        for cell in found.values():
+            cell.node_id = node_id
+            cell.save()
+    click.echo(f"Nút {node_id} đã đăng ký; quản lý {len(found)} chi bộ.")
+    click.echo("Mã đồng bộ (chỉ hiện một lần, đặt vào CHIBO_SYNC_TOKEN của nút):")
+    click.echo(token)
+
+
+@nodes_cli.command("revoke")
+@click.argument("node_id")
+def nodes_revoke(node_id):
+    """Revoke a node's token: its next sync is refused until it is registered again."""
+    from models.base import utcnow
+
+    node = Node.get_or_none(Node.id == node_id)
+    if node is None:
+        raise click.ClickException(f"Không có nút {node_id}.")
+    node.revoked_at = utcnow()
+    node.save()
+    click.echo(f"Đã thu hồi mã đồng bộ của nút {node_id}.")
+
+
+@nodes_cli.command("list")
+def nodes_list():
+    """List registered nodes with their last contact."""
+    for node in Node.select().order_by(Node.id):
+        state = "đã thu hồi" if node.revoked_at else "hoạt động"
+        seen = node.last_seen_at.strftime("%d/%m/%Y %H:%M") if node.last_seen_at else "chưa kết nối"
+        click.echo(f"{node.id}\t{node.name}\t{state}\t{seen}")
+
+
+@click.command("backup")
+@click.option("--dir", "directory", default=None, help="Thư mục lưu bản sao (mặc định instance/backups).")
+def backup_command(directory):
+    """Copy the SQLite database to a timestamped file with the online backup API."""
+    path = backup_sqlite(Path(directory) if directory else Path(current_app.instance_path) / "backups")
+    click.echo(f"Đã sao lưu vào {path}")
+
+
+def backup_sqlite(directory: Path) -> Path:
+    """Online-backup the SQLite database into `directory`; return the new file's path."""
+    import sqlite3
+
+    from peewee import SqliteDatabase
+
+    if not isinstance(db.obj, SqliteDatabase):
+        raise click.ClickException("Lệnh backup dành cho SQLite; với PostgreSQL hãy dùng pg_dump.")
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = directory / f"chibo-{current_app.config['NODE_ID']}-{stamp}-{secrets.token_hex(2)}.sqlite3"
+    with db.connection_context():
+        dest = sqlite3.connect(target)
+        try:
+            db.connection().backup(dest)
+        finally:
+            dest.close()
+    return target
+
+
+@click.command("demo")
+def demo_command():
+    """Load the realistic demo data (refused when the database already holds an organisation)."""
+    from models.demo import has_data, load_demo
+
+    if current_app.config["ROLE"] != "central":
+        raise click.ClickException("Dữ liệu mẫu chỉ nạp tại trung tâm; nút field nhận qua đồng bộ.")
+    if has_data():
+        raise click.ClickException(
+            "Cơ sở dữ liệu đã có dữ liệu; dữ liệu mẫu không được trộn vào. "
+            "Hãy dùng một CHIBO_DATABASE_URL mới hoặc xóa tệp instance/chibo.sqlite3.")
+    click.echo("Đang nạp dữ liệu mẫu (2019 đến nay)…")
+    accounts = load_demo()
+    click.echo("Tài khoản mẫu (mật khẩu chỉ in một lần, hãy ghi lại):")
+    for account in accounts:
+        click.echo(f"  {account.username:<18} {account.password:<14} {account.description}")
+
+
+def register_cli(app: Flask) -> None:
+    """Attach the command groups to the app."""
+    app.cli.add_command(db_cli)
+    app.cli.add_command(users_cli)
+    app.cli.add_command(nodes_cli)
+    app.cli.add_command(backup_command)
+    app.cli.add_command(demo_command)

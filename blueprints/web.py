@@ -1,0 +1,163 @@
+"""Web plumbing shared by every blueprint: extensions, security headers, error pages, filters.
+
+Security headers come from this one place: a CSP with no inline script or style, nosniff, a strict
+referrer policy, and HSTS when served over HTTPS. An expired login during an htmx request answers
+with HX-Redirect so the login page never lands inside a fragment.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from flask import Flask, jsonify, redirect, render_template, request, url_for
+from flask_babel import Babel
+from flask_htmx import HTMX
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from models import User
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+babel = Babel()
+htmx = HTMX()
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+ERROR_TITLES = {
+    400: "Yêu cầu không hợp lệ",
+    403: "Không có quyền truy cập",
+    404: "Không tìm thấy trang",
+    405: "Thao tác không được phép",
+    413: "Dữ liệu gửi lên quá lớn",
+    422: "Dữ liệu không hợp lệ",
+    500: "Lỗi hệ thống",
+}
+ERROR_TEXTS = {
+    400: "Yêu cầu gửi lên không đúng. Vui lòng tải lại trang và thử lại.",
+    403: "Tài khoản của đồng chí không có quyền xem hoặc sửa nội dung này.",
+    404: "Trang hoặc bản ghi đồng chí tìm không tồn tại hoặc đã bị xóa.",
+    405: "Thao tác này không được phép tại địa chỉ này.",
+    413: "Tệp hoặc dữ liệu gửi lên vượt quá giới hạn cho phép.",
+    422: "Dữ liệu gửi lên không hợp lệ.",
+    500: "Đã có lỗi ngoài ý muốn. Dữ liệu đã lưu trước đó vẫn an toàn; vui lòng thử lại.",
+}
+
+
+def init_web(app: Flask) -> None:
+    """Wire extensions, headers, error handlers and template helpers into the app."""
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=lambda: "vi", timezone_selector=lambda: "Asia/Ho_Chi_Minh")
+    htmx.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Vui lòng đăng nhập để tiếp tục."
+    login_manager.login_message_category = "info"
+    login_manager.user_loader(_load_user)
+    login_manager.unauthorized_handler(_unauthorized)
+
+    app.after_request(_security_headers)
+    for code in ERROR_TITLES:
+        app.register_error_handler(code, _error_page)
+    app.register_error_handler(CSRFError, _csrf_error)
+
+    app.jinja_env.filters["vn_date"] = vn_date
+    app.jinja_env.filters["vn_datetime"] = vn_datetime
+    app.jinja_env.filters["vn_time"] = vn_time
+    app.jinja_env.filters["pct"] = pct
+    app.context_processor(lambda: {"node_role": app.config["ROLE"], "node_id": app.config["NODE_ID"],
+                                   "demo_mode": app.config.get("DEMO")})
+
+
+def _load_user(user_id: str):
+    return User.get_or_none((User.id == user_id) & User.deleted_at.is_null())
+
+
+def _unauthorized():
+    target = request.headers.get("HX-Current-URL") or request.full_path
+    login = url_for("auth.login", next=_local_path(target))
+    if request.headers.get("HX-Request"):
+        return "", 200, {"HX-Redirect": login}
+    if request.blueprint == "sync_api" or request.accept_mimetypes.best == "application/json":
+        return jsonify(error="unauthorized", message="Cần đăng nhập."), 401
+    return redirect(login)
+
+
+def _local_path(url: str) -> str:
+    """Keep only the path and query of a URL, so `next` can never leave this site."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    path = parts.path if parts.path.startswith("/") and not parts.path.startswith("//") else "/"
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _security_headers(response):
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers.add("Vary", "HX-Request")
+    if request.is_secure:
+        response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return response
+
+
+def _error_page(error):
+    code = getattr(error, "code", 500) or 500
+    if request.blueprint == "sync_api":
+        return jsonify(error=str(code), message=ERROR_TEXTS.get(code, "")), code
+    description = getattr(error, "description", None)
+    text = description if isinstance(description, str) and _is_vietnamese(description) else ERROR_TEXTS.get(code)
+    template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
+    return render_template(template, code=code, title=ERROR_TITLES.get(code, "Lỗi"), text=text), code
+
+
+def _is_vietnamese(text: str) -> bool:
+    """Werkzeug's default descriptions are English; ours (passed to abort) carry diacritics."""
+    return any(ord(ch) > 127 for ch in text)
+
+
+def _csrf_error(error):
+    text = "Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ. Vui lòng tải lại trang và thử lại."
+    template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
+    return render_template(template, code=400, title="Biểu mẫu không hợp lệ", text=text), 400
+
+
+def to_local(value: dt.datetime) -> dt.datetime:
+    """Stored naive-UTC datetime to Asia/Ho_Chi_Minh."""
+    return value.replace(tzinfo=dt.timezone.utc).astimezone(LOCAL_TZ)
+
+
+def vn_date(value) -> str:
+    """dd/mm/yyyy; datetimes are shown in local time."""
+    if not value:
+        return ""
+    if isinstance(value, dt.datetime):
+        value = to_local(value)
+    return value.strftime("%d/%m/%Y")
+
+
+def vn_datetime(value) -> str:
+    """dd/mm/yyyy HH:MM in local time (24 h)."""
+    if not value:
+        return ""
+    return to_local(value).strftime("%d/%m/%Y %H:%M")
+
+
+def vn_time(value) -> str:
+    """HH:MM, 24 h."""
+    return value.strftime("%H:%M") if value else ""
+
+
+def pct(value, digits: int = 1) -> str:
+    """A percentage with a Vietnamese decimal comma: 87,5%."""
+    if value is None:
+        return "—"
+    text = f"{value:.{digits}f}".replace(".", ",")
+    if "," in text:
+        text = text.rstrip("0").rstrip(",")
+    return f"{text}%"

@@ -1,0 +1,62 @@
+"""Models: peewee tables, the synced-record base, and the domain rules as plain functions.
+
+`ALL_MODELS` lists every table in creation order (parents before children); `init_db()` binds the
+proxy to SQLite (default) or PostgreSQL from a URL.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from peewee import SqliteDatabase
+from playhouse.db_url import parse
+
+from .base import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, ValidationError, db
+from .clock import clock
+from .meetings import Attendance, Meeting
+from .members import Member
+from .nodes import Node
+from .org import Cell, Organisation
+from .rules import RuleSet
+from .users import User
+
+ALL_MODELS = [
+    ChangeLog, SyncState, Node,
+    Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
+]
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 10000,
+    "synchronous": "normal",
+    "cache_size": -16000,
+}
+
+
+def make_database(url: str):
+    """A peewee database for a `sqlite:///path` or `postgresql://…` URL."""
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    if url.startswith(("postgresql://", "postgres://")):
+        from playhouse.postgres_ext import Psycopg3Database
+
+        params = parse(url)
+        name = params.pop("database")
+        return Psycopg3Database(name, **params)
+    raise ValueError(f"CHIBO_DATABASE_URL không được hỗ trợ: {url!r} (dùng sqlite:/// hoặc postgresql://)")
+
+
+def init_db(url: str):
+    """Bind the shared proxy to the database at `url` and return it."""
+    database = make_database(url)
+    db.initialize(database)
+    return database
+
+
+__all__ = [
+    "ALL_MODELS", "SYNCED_MODELS", "Attendance", "Cell", "ChangeLog", "Meeting", "Member", "Node",
+    "Organisation", "RuleSet", "SyncState", "SyncedModel", "User", "ValidationError", "clock", "db",
+    "init_db", "make_database",
+]

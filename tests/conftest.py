@@ -1,0 +1,119 @@
+"""Shared fixtures in the flaskr shape: a temporary SQLite database per test, `app`, `client`,
+`runner`, `auth`, and a small organisation (`org`) with users for each role."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import pytest
+
+from app import create_app
+from models import Cell, Member, Organisation, User, db
+from models.meetings import Meeting
+from models.rules import seed_rule_sets
+
+PASSWORD = "mat-khau-thu-nghiem"
+
+
+@pytest.fixture
+def app(tmp_path):
+    """A central app on its own temporary SQLite file."""
+    app = create_app({
+        "TESTING": True,
+        "SECRET_KEY": "test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+    })
+    with app.app_context(), db.connection_context():
+        seed_rule_sets()
+    yield app
+    if not db.is_closed():
+        db.close()
+
+
+@pytest.fixture
+def client(app):
+    """A test client for the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner for the app."""
+    return app.test_cli_runner()
+
+
+@dataclass
+class Org:
+    """The small organisation the tests use."""
+
+    organisation: Organisation
+    cell: Cell
+    other_cell: Cell
+    members: list
+    meeting: Meeting
+
+
+@pytest.fixture
+def org(app):
+    """Two cells; the first with 8 members (one probationary, one exempted) and a meeting today."""
+    with app.app_context(), db.connection_context():
+        o = Organisation.create(name="Đảng bộ Thử nghiệm")
+        cell = Cell.create(organisation=o.id, code="CB01", name="Chi bộ Một", meeting_day=5)
+        other = Cell.create(organisation=o.id, code="CB02", name="Chi bộ Hai", meeting_day=6)
+        names = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung",
+                 "Hoàng Văn Em", "Võ Thị Giang", "Đặng Văn Hải", "Bùi Thị Khánh"]
+        members = []
+        for i, name in enumerate(names):
+            status = "probationary" if i == 6 else "exempted" if i == 7 else "full"
+            members.append(Member.create(cell=cell.id, full_name=name, status=status,
+                                         position="bi_thu" if i == 0 else ""))
+        Member.create(cell=other.id, full_name="Ngô Văn Khác")
+        meeting = Meeting.create(cell=cell.id, held_on=dt.date.today(), starts_at=dt.time(14, 0))
+        for username, role, c in [("admin", "admin", None), ("btv", "supervisor", None),
+                                  ("bithu1", "secretary", cell), ("bithu2", "secretary", other),
+                                  ("dangvien1", "member", cell)]:
+            user = User(username=username, role=role, full_name=username, cell=c.id if c else None)
+            user.set_password(PASSWORD)
+            user.save()
+        return Org(o, cell, other, members, meeting)
+
+
+def csrf_token_from(html: str) -> str:
+    """The CSRF token a page carries (hidden input or the body's hx-headers)."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html) or re.search(r'"X-CSRFToken": "([^"]+)"', html)
+    assert match, "page carries no CSRF token"
+    return match.group(1)
+
+
+class AuthActions:
+    """Log in and out through the real login form, CSRF token included."""
+
+    def __init__(self, client):
+        self._client = client
+        self.csrf = ""
+
+    def token(self, path: str = "/login") -> str:
+        """Fetch a page and return its CSRF token (kept for later posts)."""
+        self.csrf = csrf_token_from(self._client.get(path).get_data(as_text=True))
+        return self.csrf
+
+    def login(self, username="admin", password=PASSWORD):
+        """Post the login form with a fresh CSRF token."""
+        token = self.token()
+        return self._client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+
+    def logout(self):
+        """Post the logout form."""
+        return self._client.post("/logout", data={"csrf_token": self.csrf})
+
+    def htmx_post(self, path: str, data=None, **kwargs):
+        """POST as htmx does: HX-Request and the CSRF header."""
+        headers = {"HX-Request": "true", "X-CSRFToken": self.csrf, **kwargs.pop("headers", {})}
+        return self._client.post(path, data=data or {}, headers=headers, **kwargs)
+
+
+@pytest.fixture
+def auth(client):
+    """Login helper bound to the test client."""
+    return AuthActions(client)
