@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from models import ALL_MODELS, Cell, Node, User, ValidationError, db
 from models.migrations import db_up
@@ -111,6 +111,7 @@ def nodes_list():
 
 
 @click.command("backup")
+@with_appcontext
 @click.option("--dir", "directory", default=None, help="Thư mục lưu bản sao (mặc định instance/backups).")
 def backup_command(directory):
     """Copy the SQLite database to a timestamped file with the online backup API."""
@@ -139,6 +140,7 @@ def backup_sqlite(directory: Path) -> Path:
 
 
 @click.command("demo")
+@with_appcontext
 def demo_command():
     """Load the realistic demo data (refused when the database already holds an organisation)."""
     from models.demo import has_data, load_demo

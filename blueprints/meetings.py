@@ -66,7 +66,8 @@ def meeting_view(meeting_id: str):
         "meetings/view.html", meeting=meeting, cell=meeting.cell, roll=roll, marks=marks,
         summary=attendance_summary(meeting, roll, marks), kinds=MEETING_KINDS,
         labels=ATTENDANCE_STATUSES, reasons=COMMON_REASONS,
-        can_write=current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell),
+        can_write=(current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell)
+                   and meeting.status != "closed"),
     )
 
 

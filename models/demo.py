@@ -159,10 +159,17 @@ def _make_meetings(rng, cell, members, today, start_year) -> None:
             _meeting(rng, cell, members, month.replace(day=thematic_day), "thematic", today,
                      title=f"Sinh hoạt chuyên đề: {rng.choice(THEMES)}")
         month = _add_months(month, 1)
+    # The next regular meeting is planned already, so a secretary can open it and take the roll.
+    upcoming = today.replace(day=min(cell.meeting_day, 28))
+    if upcoming < today:
+        upcoming = _add_months(upcoming, 1).replace(day=min(cell.meeting_day, 28))
+        _meeting(rng, cell, members, upcoming, "regular", today)
 
 
 def _meeting(rng, cell, members, held_on, kind, today, title="") -> None:
     past = held_on < today
+    if Meeting.select().where((Meeting.cell == cell.id) & (Meeting.held_on == held_on)).exists():
+        return
     rules = rule_set_for(held_on)
     start = dt.time(14, 0) if kind == "regular" else dt.time(8, 0)
     minutes = rng.choice([90, 95, 100, 105, 110, 120]) if held_on.year >= 2020 else rng.choice([75, 85, 90, 95, 100])

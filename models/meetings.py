@@ -13,7 +13,7 @@ from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextFiel
 
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell
-from .org import Cell
+from .org import Cell, cell_node
 from .rules import RuleSet, rule_set_for
 
 MEETING_KINDS = {
@@ -46,7 +46,7 @@ class Meeting(SyncedModel):
 
     def sync_scope(self) -> str:
         """A meeting travels with its cell's node."""
-        return Cell.get_by_id(self.cell_id).node_id
+        return cell_node(self.cell_id)
 
     def clean(self) -> None:
         """Known kind and status; a date; end after start."""
@@ -89,7 +89,13 @@ class Attendance(SyncedModel):
 
     def sync_scope(self) -> str:
         """Attendance travels with its meeting's cell."""
-        return Cell.get_by_id(Meeting.get_by_id(self.meeting_id).cell_id).node_id
+        database = Meeting._meta.database
+        row = database.execute_sql(
+            f"SELECT c.node_id FROM meeting m JOIN cell c ON c.id = m.cell_id WHERE m.id = {database.param}",
+            (self.meeting_id,)).fetchone()
+        if row is None:
+            raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
+        return row[0]
 
     def clean(self) -> None:
         """Status from the known list; the member must be on the meeting's cell."""
@@ -147,9 +153,16 @@ def rate_passes(rate_pct: float | None, rules: RuleSet | None) -> bool | None:
 
 def attendance_summary(meeting: Meeting, roll: list[Member] | None = None,
                        marks: dict[str, Attendance] | None = None) -> AttendanceSummary:
-    """Count a meeting's roll call and judge its rate by the meeting's rule set."""
-    roll = roll if roll is not None else roll_for_cell(meeting.cell_id)
+    """Count a meeting's roll call and judge its rate by the meeting's rule set.
+
+    An open meeting is counted against today's roll; a closed one only against the members
+    marked at the time, so later arrivals and departures do not rewrite history.
+    """
     marks = marks if marks is not None else attendance_by_member(meeting)
+    if meeting.status == "closed":
+        roll = list(Member.select().where(Member.id.in_(list(marks)))) if marks else []
+    elif roll is None:
+        roll = roll_for_cell(meeting.cell_id)
     rules = RuleSet.get_or_none(RuleSet.id == meeting.rule_set_id) if meeting.rule_set_id else None
     s = AttendanceSummary()
     for member in roll:
@@ -188,6 +201,8 @@ def attendance_by_member(meeting: Meeting) -> dict[str, Attendance]:
 
 def set_attendance(meeting: Meeting, member_id: str, status: str | None, reason: str = "") -> Attendance:
     """Record a member's attendance (or move it to the next state when status is None)."""
+    if meeting.status == "closed":
+        raise ValidationError({"meeting": "Buổi sinh hoạt đã kết thúc; điểm danh không sửa được nữa."})
     member = Member.get_or_none((Member.id == member_id) & Member.deleted_at.is_null())
     if member is None or member.cell_id != meeting.cell_id:
         raise ValidationError({"member": "Đảng viên không thuộc chi bộ của buổi sinh hoạt này."})

@@ -10,7 +10,7 @@ import datetime as dt
 from peewee import CharField, DateField, ForeignKeyField, IntegerField, TextField
 
 from .base import SyncedModel, ValidationError, register
-from .org import Cell
+from .org import Cell, cell_node
 
 MEMBER_STATUSES = {
     "full": "Đảng viên chính thức",
@@ -48,7 +48,7 @@ class Member(SyncedModel):
 
     def sync_scope(self) -> str:
         """A member travels to the node that holds their cell."""
-        return Cell.get_by_id(self.cell_id).node_id
+        return cell_node(self.cell_id)
 
     def clean(self) -> None:
         """Name required, known status/position/gender, no dates in the future."""

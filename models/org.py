@@ -25,6 +25,15 @@ CELL_TYPES = {
 CENTRAL_NODE = "central"
 
 
+def cell_node(cell_id: str) -> str:
+    """The node holding a cell (raw SQL: this runs on every synced write of a cell's records)."""
+    database = Cell._meta.database
+    row = database.execute_sql(f"SELECT node_id FROM cell WHERE id = {database.param}", (cell_id,)).fetchone()
+    if row is None:
+        raise ValidationError({"cell": "Chi bộ không tồn tại."})
+    return row[0]
+
+
 @register
 class Organisation(SyncedModel):
     """A Party committee (grassroots or intermediate level)."""

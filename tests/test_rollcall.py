@@ -106,3 +106,20 @@ def test_expired_login_during_htmx_redirects_cleanly(client, org):
     assert response.status_code == 200
     assert response.headers["HX-Redirect"].startswith("/login?next=")
     assert org.meeting.id in response.headers["HX-Redirect"]
+
+
+def test_closed_meeting_roll_call_is_read_only(client, auth, secretary):
+    """After a meeting closed, a tap is refused with a message and nothing changes."""
+    from models import Meeting
+
+    with db.connection_context():
+        meeting = Meeting.get_by_id(secretary.meeting.id)
+        meeting.status = "closed"
+        meeting.save()
+    html = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "điểm danh chỉ xem" in html
+    response = auth.htmx_post(f"/meetings/{meeting.id}/attendance/{secretary.members[0].id}")
+    assert response.status_code == 422
+    assert "đã kết thúc" in response.get_data(as_text=True)
+    with db.connection_context():
+        assert Attendance.select().count() == 0
