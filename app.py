@@ -11,7 +11,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, g
 
 from blueprints import register_blueprints
 from blueprints.cli import register_cli
@@ -95,14 +95,39 @@ def _instance_secret(path: Path) -> str:
     return key
 
 
-def main() -> None:
-    """Serve with waitress on CHIBO_HOST:CHIBO_PORT."""
+def main(argv: list[str] | None = None) -> None:
+    """Serve with waitress on CHIBO_HOST:CHIBO_PORT; `--demo` first loads demo data into an empty database."""
+    import argparse
+
     from waitress import serve
 
-    app = create_app()
+    parser = argparse.ArgumentParser(description="Chạy Chi Bộ Mẫu.")
+    parser.add_argument("--demo", action="store_true",
+                        help="nạp dữ liệu mẫu nếu cơ sở dữ liệu còn trống, in tài khoản mẫu rồi chạy")
+    args = parser.parse_args(argv)
+    app = create_app({"DEMO": True} if args.demo else None)
+    if args.demo:
+        _load_demo_if_empty(app)
     host, port = app.config["HOST"], int(app.config["PORT"])
     print(f"Chi Bộ Mẫu ({app.config['ROLE']}, nút {app.config['NODE_ID']}) đang chạy: http://{host}:{port}/")
     serve(app, host=host, port=port, threads=8)
+
+
+def _load_demo_if_empty(app: Flask) -> None:
+    """Load the demo data and print its accounts once; say so when data is already there."""
+    from models.demo import has_data, load_demo
+    from models.rules import seed_rule_sets
+
+    with app.app_context(), db.connection_context():
+        seed_rule_sets()
+        if has_data():
+            print("Cơ sở dữ liệu đã có dữ liệu: không nạp lại dữ liệu mẫu (tài khoản đã in ở lần chạy đầu).")
+            return
+        print("Đang nạp dữ liệu mẫu (2019 đến nay), khoảng 20 giây…")
+        accounts = load_demo()
+    print("Tài khoản mẫu (mật khẩu chỉ in một lần, hãy ghi lại):")
+    for account in accounts:
+        print(f"  {account.username:<18} {account.password:<14} {account.description}")
 
 
 if __name__ == "__main__":
