@@ -7,6 +7,8 @@ same transaction, so the outbox can never disagree with the data (a crash loses 
 Changes that arrive from another node are written with `apply_wire()`, which logs them with their
 origin so that they are forwarded to others but never echoed back. Only `save()`/`soft_delete()`
 capture changes: bulk `Model.update()` queries on synced models are not allowed.
+`save()` also calls the audit hook (installed by models/audit.py) in the same transaction, with the
+row as it was before; `apply_wire()` does not, because the origin's audit rows arrive by sync.
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ db = DatabaseProxy()
 
 # Table name -> model class, for every synced model (filled by SyncedModel subclasses).
 SYNCED_MODELS: dict[str, type["SyncedModel"]] = {}
+
+# Called as AUDIT_HOOK(instance, old_data_or_None) inside save()'s transaction; set by models/audit.py.
+# A hook rather than an import keeps base.py free of the audit model (which is itself synced).
+AUDIT_HOOK = None
 
 
 def utcnow() -> dt.datetime:
@@ -92,6 +98,12 @@ class SyncedModel(BaseModel):
         """Write the row and append its new state to the outbox in one transaction."""
         self.clean()
         with db.atomic():
+            hook = AUDIT_HOOK
+            old = None
+            if hook is not None and not self._is_new:
+                # The stored row, not the in-memory one: the audit shows what really changed.
+                before = type(self).select().where(type(self).id == self.id).dicts().first()
+                old = before if before is not None else None
             now = utcnow()
             if self._is_new:
                 self.created_at = self.created_at or now
@@ -100,8 +112,11 @@ class SyncedModel(BaseModel):
             self.updated_at = now
             self.hlc = clock.now()
             result = super().save(*args, **kwargs)
+            was_new = self._is_new
             self._is_new = False
             ChangeLog.record(self, origin=clock.node_id)
+            if hook is not None:
+                hook(self, None if was_new else old)
         return result
 
     def save_raw(self) -> None:
@@ -222,7 +237,10 @@ def apply_wire(model: type[SyncedModel], data: dict[str, Any], origin: str) -> b
     incoming_hlc = values.get("hlc") or ""
     if not record_id or not incoming_hlc:
         raise ValidationError({"payload": "thiếu id hoặc hlc"})
-    clock.observe(incoming_hlc)
+    try:
+        clock.observe(incoming_hlc)
+    except ValueError as exc:
+        raise ValidationError({"hlc": str(exc)}) from None
     current = model.get_or_none(model.id == record_id)
     if current is not None and current.hlc >= incoming_hlc:
         return False

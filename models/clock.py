@@ -27,6 +27,10 @@ class Stamp:
         return f"{self.ms:015d}:{self.counter:06d}:{self.node}"
 
 
+class ClockDriftError(ValueError):
+    """A received stamp is too far in the future to be trusted."""
+
+
 def decode(stamp: str) -> Stamp:
     """Parse a stamp string; raise ValueError when it is malformed."""
     try:
@@ -40,6 +44,10 @@ def decode(stamp: str) -> Stamp:
 
 class HybridLogicalClock:
     """A thread-safe HLC for one node (one per process, configured by create_app)."""
+
+    # A stamp further ahead than this is refused rather than dragging every later stamp into the
+    # future (a field tablet with its date set a year ahead must not poison the whole network).
+    max_drift_ms = 24 * 3600 * 1000
 
     def __init__(self, node_id: str = "central", wall=time.time):
         self.node_id = node_id
@@ -72,6 +80,10 @@ class HybridLogicalClock:
         remote = decode(stamp)
         with self._lock:
             pt = self._physical()
+            if remote.ms - pt > self.max_drift_ms:
+                raise ClockDriftError(
+                    f"dấu thời gian của nút {remote.node} đi trước đồng hồ máy này "
+                    f"{(remote.ms - pt) // 60000} phút: hãy chỉnh ngày giờ của thiết bị đó")
             new_ms = max(self._ms, remote.ms, pt)
             if new_ms == self._ms == remote.ms:
                 self._counter = max(self._counter, remote.counter) + 1
