@@ -28,7 +28,10 @@ def db_up_command():
     """Create or migrate the schema; seed the national rule sets on central."""
     version = db_up(ALL_MODELS)
     made = seed_rule_sets() if current_app.config["ROLE"] == "central" else 0
-    click.echo(f"Cơ sở dữ liệu ở phiên bản {version}; đã thêm {made} bộ quy tắc.")
+    from models.checklist_seed import seed_checklists
+
+    sheets = seed_checklists() if current_app.config["ROLE"] == "central" else 0
+    click.echo(f"Cơ sở dữ liệu ở phiên bản {version}; đã thêm {made} bộ quy tắc, {sheets} mẫu phiếu.")
 
 
 @users_cli.command("create")

@@ -11,6 +11,7 @@ from peewee import SqliteDatabase
 from playhouse.db_url import parse
 
 from .base import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, ValidationError, db
+from .checklists import Answer, AnswerSet, ChecklistTemplate, TemplateItem, TemplateSection, TemplateVersion
 from .clock import clock
 from .meetings import Attendance, Meeting
 from .members import Member
@@ -22,6 +23,7 @@ from .users import User
 ALL_MODELS = [
     ChangeLog, SyncState, Node,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
+    ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
 ]
 
 SQLITE_PRAGMAS = {
@@ -56,7 +58,7 @@ def init_db(url: str):
 
 
 __all__ = [
-    "ALL_MODELS", "SYNCED_MODELS", "Attendance", "Cell", "ChangeLog", "Meeting", "Member", "Node",
+    "ALL_MODELS", "Answer", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "Cell", "ChangeLog", "Meeting", "Member", "Node",
     "Organisation", "RuleSet", "SyncState", "SyncedModel", "User", "ValidationError", "clock", "db",
     "init_db", "make_database",
 ]
