@@ -12,3 +12,5 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(cells.bp)
     app.register_blueprint(meetings.bp)
+    from .sync_api import bp as sync_api_bp  # the sync API and the top-level `flask sync` command
+    app.register_blueprint(sync_api_bp)

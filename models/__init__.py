@@ -18,10 +18,11 @@ from .members import Member
 from .nodes import Node
 from .org import Cell, Organisation
 from .rules import RuleSet
+from .sync_state import AppliedBatch
 from .users import User
 
 ALL_MODELS = [
-    ChangeLog, SyncState, Node,
+    ChangeLog, SyncState, Node, AppliedBatch,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
 ]

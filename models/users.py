@@ -39,6 +39,10 @@ class User(UserMixin, SyncedModel):
     class Meta:
         table_name = "app_user"
 
+    def sync_scope(self) -> str:
+        """A cell's secretary or member travels with the cell (their member record lives there); others everywhere."""
+        return Cell.get_by_id(self.cell_id).node_id if self.cell_id else "*"
+
     @property
     def is_active(self) -> bool:
         """Flask-Login: deactivated or deleted accounts cannot log in."""

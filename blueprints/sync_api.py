@@ -1,0 +1,144 @@
+"""The sync HTTP API at central (`/sync/v1/hello`, `/push`, `/pull`) and the field node's `sync` command.
+
+Design: the only blueprint exempt from CSRF, because it never uses cookies: every call carries a
+node's Bearer token, checked against the hashed tokens in `Node`. The views only authenticate, cap
+and decode the body, and hand plain values to sync/server.py, whose `Refusal` becomes a JSON error
+with a stable code and a Vietnamese message. `flask --app app sync` (top level, `cli_group=None`)
+runs `sync.run_sync` on a field node and prints a line per batch and a summary.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+from flask import Blueprint, current_app, jsonify, request
+
+from models import Node, db
+from models.nodes import hash_token
+from sync import SyncError, run_sync
+from sync.protocol import API_PREFIX, Refusal, setting
+from sync.server import apply_push, hello, serve_pull
+
+from .web import csrf
+
+bp = Blueprint("sync_api", __name__, url_prefix=API_PREFIX, cli_group=None)
+csrf.exempt(bp)
+
+
+def _refuse(refusal: Refusal):
+    """A refusal as a JSON response."""
+    response = jsonify(refusal.body())
+    response.status_code = refusal.status
+    if refusal.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="chibo-sync"'
+    return response
+
+
+def _authenticated_node() -> Node:
+    """The node whose Bearer token came with the request; Refusal(401) otherwise. Cookies are ignored."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Refusal(401, "unauthorized", "Thiếu mã đồng bộ: gửi tiêu đề Authorization: Bearer <mã>.")
+    node = Node.authenticate(token)
+    if node is not None:
+        return node
+    known = Node.get_or_none(Node.token_hash == hash_token(token))
+    if known is not None and known.revoked_at is not None:
+        raise Refusal(401, "revoked", f"Mã đồng bộ của nút {known.id} đã bị thu hồi; hãy đăng ký lại nút tại "
+                                      "trung tâm để nhận mã mới.")
+    raise Refusal(401, "unauthorized", "Mã đồng bộ không đúng hoặc nút chưa được đăng ký tại trung tâm.")
+
+
+def _json_body() -> Any:
+    """The request body decoded as JSON, refused when too large (413) or not JSON (400)."""
+    limit = setting(current_app.config, "SYNC_MAX_REQUEST_BYTES")
+    length = request.content_length
+    if length is not None and length > limit:
+        raise Refusal(413, "too_large", f"Yêu cầu {length} byte vượt giới hạn {limit} byte của trung tâm; "
+                                        "hãy gửi lô nhỏ hơn.")
+    # Without a Content-Length (chunked), read one byte past the limit to know it was exceeded.
+    raw = request.stream.read(limit + 1) if length is None else request.get_data(cache=False)
+    if len(raw) > limit:
+        raise Refusal(413, "too_large", f"Yêu cầu vượt giới hạn {limit} byte của trung tâm; hãy gửi lô nhỏ hơn.")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Refusal(400, "bad_json", f"Nội dung yêu cầu không phải JSON hợp lệ: {exc}.") from None
+
+
+def _central_only() -> None:
+    """Only central serves the sync API; a field node answers 404 like any unknown address."""
+    if current_app.config["ROLE"] != "central":
+        raise Refusal(404, "not_central", "Nút này không phải trung tâm; hãy đồng bộ với trung tâm.")
+
+
+@bp.route("/hello", methods=("POST",))
+def hello_view():
+    """Handshake: the node's versions and clock in, central's out."""
+    try:
+        _central_only()
+        node = _authenticated_node()
+        body = _json_body()
+        answer = hello(node, body, current_app.config)
+    except Refusal as refusal:
+        return _refuse(refusal)
+    return jsonify(answer)
+
+
+@bp.route("/push", methods=("POST",))
+def push_view():
+    """Apply one batch of the node's changes (all or nothing, idempotent by batch id)."""
+    try:
+        _central_only()
+        node = _authenticated_node()
+        body = _json_body()
+        answer, replayed = apply_push(node, body, current_app.config)
+    except Refusal as refusal:
+        return _refuse(refusal)
+    response = jsonify(answer)
+    if replayed:
+        response.headers["X-Chibo-Replay"] = "1"
+    return response
+
+
+@bp.route("/pull", methods=("GET",))
+def pull_view():
+    """One page of central's changes for the node, after `cursor`."""
+    try:
+        _central_only()
+        node = _authenticated_node()
+        config = current_app.config
+        try:
+            cursor = int(request.args.get("cursor", "0"))
+            limit = int(request.args.get("limit", setting(config, "SYNC_PULL_LIMIT")))
+        except ValueError:
+            raise Refusal(400, "bad_request", "cursor và limit phải là số nguyên.") from None
+        if cursor < 0 or limit < 1:
+            raise Refusal(400, "bad_request", "cursor phải ≥ 0 và limit phải ≥ 1.")
+        answer = serve_pull(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config)
+    except Refusal as refusal:
+        return _refuse(refusal)
+    return jsonify(answer)
+
+
+@bp.cli.command("sync")
+def sync_command():
+    """Sync this field node with central now: push what is pending, pull what is new."""
+    config = current_app.config
+    if config["ROLE"] != "field":
+        raise click.ClickException("Lệnh sync chỉ chạy trên nút field (CHIBO_ROLE=field).")
+    click.echo(f"Đồng bộ nút {config['NODE_ID']} với {config.get('CENTRAL_URL') or '(chưa cấu hình)'}…")
+    with db.connection_context():
+        try:
+            report = run_sync(config, progress=click.echo)
+        except SyncError as exc:
+            raise click.ClickException(f"Đồng bộ thất bại: {exc}") from None
+    for warning in report.warnings:
+        click.echo(f"Cảnh báo: {warning}")
+    click.echo(report.summary())
+    if not report.ok:
+        raise click.ClickException("Đồng bộ chưa xong: " + " ".join(report.errors))
+    click.echo("Đồng bộ thành công.")

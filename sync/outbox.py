@@ -1,0 +1,94 @@
+"""Reading the outbox on a field node: what it still has to push, cut into batches.
+
+Design: the outbox is `ChangeLog` itself. A field node pushes only the rows it originated
+(`origin == own node id`); rows it received from central carry central's origin and are never sent
+back. `SyncState['pushed_seq']` is the highest sequence central has acknowledged; it moves only after
+central answered 200 for a batch, so a failed or lost push leaves the queue exactly as it was.
+Batches keep the outbox order, which puts every parent before its children (a record is always
+saved before anything can point to it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from models import ChangeLog, SyncState, db
+
+from .protocol import batch_id_for, canonical_json, content_hash
+
+PUSHED_SEQ = "pushed_seq"
+PULL_CURSOR = "pull_cursor"
+LAST_SUCCESS = "last_sync_success_at"
+LAST_ERROR = "last_sync_error"
+LAST_ERROR_AT = "last_sync_error_at"
+
+
+@dataclass
+class Batch:
+    """One push batch as it goes on the wire."""
+
+    batch_id: str
+    node_id: str
+    from_seq: int
+    to_seq: int
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    content_hash: str = ""
+    schema_version: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON body of `POST /sync/v1/push`."""
+        return {
+            "batch_id": self.batch_id,
+            "node_id": self.node_id,
+            "schema_version": self.schema_version,
+            "from_seq": self.from_seq,
+            "to_seq": self.to_seq,
+            "content_hash": self.content_hash,
+            "changes": self.changes,
+        }
+
+
+def pushed_seq() -> int:
+    """The highest outbox sequence central has acknowledged."""
+    return int(SyncState.get_value(PUSHED_SEQ, "0") or 0)
+
+
+def pending_query(node_id: str, after_seq: int | None = None):
+    """Outbox rows this node originated and central has not acknowledged yet, in order."""
+    after = pushed_seq() if after_seq is None else after_seq
+    return (ChangeLog.select()
+            .where((ChangeLog.origin == node_id) & (ChangeLog.seq > after))
+            .order_by(ChangeLog.seq))
+
+
+def pending_count(node_id: str) -> int:
+    """How many changes are waiting to be pushed."""
+    return pending_query(node_id).count()
+
+
+def next_batch(node_id: str, schema_version: int, size: int, max_bytes: int | None = None,
+               after_seq: int | None = None) -> Batch | None:
+    """The next batch to push (at most `size` changes and `max_bytes` of JSON), or None when done."""
+    rows = list(pending_query(node_id, after_seq).limit(size))
+    if not rows:
+        return None
+    changes = [{"table": r.table, "record_id": r.record_id, "hlc": r.hlc, "payload": json.loads(r.payload)}
+               for r in rows]
+    while True:
+        digest = content_hash(changes)
+        from_seq, to_seq = rows[0].seq, rows[len(changes) - 1].seq
+        batch = Batch(batch_id=batch_id_for(node_id, from_seq, to_seq, digest), node_id=node_id,
+                      from_seq=from_seq, to_seq=to_seq, changes=changes, content_hash=digest,
+                      schema_version=schema_version)
+        # Central caps the request size: halve the batch until it fits rather than fail forever.
+        if not max_bytes or len(changes) == 1 or len(canonical_json(batch.to_wire())) <= max_bytes:
+            return batch
+        changes = changes[: len(changes) // 2]
+
+
+def acknowledge(to_seq: int) -> None:
+    """Record that central applied everything up to `to_seq` (never moves backwards)."""
+    with db.atomic():
+        if to_seq > pushed_seq():
+            SyncState.set_value(PUSHED_SEQ, str(to_seq))

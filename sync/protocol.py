@@ -1,0 +1,83 @@
+"""The wire format shared by the sync client (field node) and server (central): version, limits,
+the canonical content hash, the batch id, and the errors both sides raise.
+
+Design: every limit is a configuration value with a default here (`SYNC_DEFAULTS`), read through
+`setting()`, so a deployment can tune them with `CHIBO_SYNC_*` variables and no number is buried in
+the code. The content hash is SHA-256 over a canonical JSON form that another client can reproduce
+(see docs/sync-protocol.md). Batch ids are derived from the node, the sequence range and the hash, so
+a retried batch carries the same id and central can answer it from its idempotency store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any, Mapping
+
+PROTOCOL_VERSION = 1
+API_PREFIX = "/sync/v1"
+
+# Namespace for batch ids (uuid5): fixed forever, so ids stay stable across releases.
+BATCH_NAMESPACE = uuid.UUID("6f1c2f0e-52b4-4c8e-9a57-0c9d3c1b7a11")
+
+SYNC_DEFAULTS: dict[str, int] = {
+    # Changes per pushed batch (the design's "about 500").
+    "SYNC_BATCH_SIZE": 500,
+    # Changes per pull page when the client does not ask for fewer, and the most it may ask for.
+    "SYNC_PULL_LIMIT": 500,
+    "SYNC_PULL_MAX_LIMIT": 2000,
+    # Central refuses a batch with more changes than this (413).
+    "SYNC_MAX_BATCH_CHANGES": 5000,
+    # Central refuses a request body larger than this (413).
+    "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
+    # Client timeouts in seconds: connecting, and waiting for an answer (a big batch takes a while).
+    "SYNC_CONNECT_TIMEOUT": 10,
+    "SYNC_READ_TIMEOUT": 120,
+    # A node whose clock is further off than this gets a warning in the handshake.
+    "SYNC_MAX_CLOCK_SKEW_MS": 5 * 60 * 1000,
+}
+
+
+def setting(config: Mapping[str, Any], name: str) -> int:
+    """A sync limit from the app config, falling back to its documented default."""
+    value = config.get(name)
+    return int(value) if value not in (None, "") else SYNC_DEFAULTS[name]
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical encoding hashed on both sides: sorted keys, no spaces, UTF-8, no ASCII escapes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def content_hash(changes: list[dict[str, Any]]) -> str:
+    """SHA-256 (hex) of a batch's change list in canonical form."""
+    return hashlib.sha256(canonical_json(changes)).hexdigest()
+
+
+def batch_id_for(node_id: str, from_seq: int, to_seq: int, digest: str) -> str:
+    """A stable batch id: the same node, range and content always give the same id (safe retries)."""
+    return str(uuid.uuid5(BATCH_NAMESPACE, f"{node_id}:{from_seq}:{to_seq}:{digest}"))
+
+
+class SyncError(Exception):
+    """A sync run failed; the message is Vietnamese and says what to do. The queue is kept."""
+
+    def __init__(self, message: str, status: int | None = None, code: str = ""):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Refusal(Exception):
+    """Central refuses a request: HTTP status, a stable error code, a Vietnamese message, details."""
+
+    def __init__(self, status: int, code: str, message: str, **details: Any):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the refusal."""
+        return {"error": self.code, "message": self.message, **self.details}

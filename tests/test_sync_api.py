@@ -1,0 +1,372 @@
+"""The sync API at central refuses bad pushes clearly and never half-applies a batch.
+
+Every refusal test puts a valid change before the bad one and checks that no row and no outbox entry
+was added, so "nothing applied" is what is asserted, not assumed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import time
+import uuid
+
+import pytest
+
+from models import SYNCED_MODELS, Attendance, ChangeLog, Meeting, Member, Node
+from models.migrations import SCHEMA_VERSION
+from models.sync_state import AppliedBatch
+from sync.protocol import batch_id_for, content_hash
+
+NODE = "doi-1"
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def token(org, runner):
+    """Register doi-1 holding the second cell (CB02) through the real CLI; return its token."""
+    result = runner.invoke(args=["nodes", "register", NODE, "--cells", "CB02"])
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def stamp(node: str = NODE) -> str:
+    """A fresh clock stamp made by `node`."""
+    return f"{int(time.time() * 1000):015d}:{next(_counter):06d}:{node}"
+
+
+def change(record, node: str = NODE) -> dict:
+    """A record as a field node would push it."""
+    record.hlc = stamp(node)
+    record.owner = node
+    return {"table": record._meta.table_name, "record_id": record.id, "hlc": record.hlc,
+            "payload": record.to_wire()}
+
+
+def batch(changes: list[dict], batch_id: str | None = None, node: str = NODE, **overrides) -> dict:
+    """A push body with a correct hash and (unless given) a stable id."""
+    digest = content_hash(changes)
+    body = {"batch_id": batch_id or batch_id_for(node, 1, len(changes), digest), "node_id": node,
+            "schema_version": SCHEMA_VERSION, "from_seq": 1, "to_seq": len(changes),
+            "content_hash": digest, "changes": changes}
+    body.update(overrides)
+    return body
+
+
+def push(client, body, token: str | None, raw: bytes | None = None):
+    """POST a batch (or raw bytes) with the Bearer token."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    data = raw if raw is not None else json.dumps(body)
+    return client.post("/sync/v1/push", data=data, headers=headers, content_type="application/json")
+
+
+def counts() -> dict[str, int]:
+    """Row counts of every synced table, the outbox and the idempotency store."""
+    out = {name: model.select().count() for name, model in SYNCED_MODELS.items()}
+    out["change_log"] = ChangeLog.select().count()
+    out["applied_batch"] = AppliedBatch.select().count()
+    return out
+
+
+def new_meeting(org) -> Meeting:
+    """A meeting of the cell held by doi-1, not yet known to central."""
+    return Meeting(cell=org.other_cell.id, held_on=dt.date.today(), title="Sinh hoạt tại đội")
+
+
+def test_valid_batch_is_applied_and_logged_with_origin(client, org, token):
+    """A meeting and its attendance pushed by the node appear at central, logged with the node as origin."""
+    meeting = new_meeting(org)
+    member = Member.get(Member.cell == org.other_cell.id)
+    mark = Attendance(meeting=meeting.id, member=member.id, status="present")
+    response = push(client, batch([change(meeting), change(mark)]), token)
+    assert response.status_code == 200, response.get_json()
+    answer = response.get_json()
+    assert answer["applied"] == 2 and answer["ack_seq"] == 2
+    assert Meeting.get_by_id(meeting.id).title == "Sinh hoạt tại đội"
+    assert Attendance.get_by_id(mark.id).status == "present"
+    rows = ChangeLog.select().where(ChangeLog.record_id.in_([meeting.id, mark.id]))
+    assert {(r.origin, r.scope) for r in rows} == {(NODE, NODE)}
+    assert Node.get_by_id(NODE).last_push_at is not None
+
+
+@pytest.mark.parametrize("header, code", [
+    (None, "unauthorized"),
+    ("Bearer sai-ma-dong-bo", "unauthorized"),
+    ("Basic dXNlcjpwYXNz", "unauthorized"),
+])
+def test_push_without_a_valid_token_is_401(client, org, token, header, code):
+    """No token, a wrong one or another scheme: 401, nothing applied."""
+    before = counts()
+    headers = {"Authorization": header} if header else {}
+    response = client.post("/sync/v1/push", json=batch([change(new_meeting(org))]), headers=headers)
+    assert response.status_code == 401
+    assert response.get_json()["error"] == code
+    assert "WWW-Authenticate" in response.headers
+    assert counts() == before
+
+
+def test_push_with_a_revoked_token_is_401(client, org, token, runner):
+    """A revoked node is told so, and nothing is applied."""
+    assert runner.invoke(args=["nodes", "revoke", NODE]).exit_code == 0
+    before = counts()
+    response = push(client, batch([change(new_meeting(org))]), token)
+    assert response.status_code == 401
+    body = response.get_json()
+    assert body["error"] == "revoked" and "thu hồi" in body["message"]
+    assert counts() == before
+
+
+def test_a_logged_in_browser_session_is_not_a_sync_credential(client, org, token, auth):
+    """Cookies never authenticate the sync API (and it needs no CSRF token)."""
+    auth.login()
+    response = client.post("/sync/v1/push", json=batch([change(new_meeting(org))]))
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("raw, error", [
+    (b"{not json", "bad_json"),
+    ("\"chỉ là chuỗi\"".encode(), "bad_request"),
+    (json.dumps({"batch_id": str(uuid.uuid4())}).encode(), "bad_request"),
+])
+def test_malformed_push_is_400(client, org, token, raw, error):
+    """Broken JSON, a non-object, or missing fields: 400 naming the problem."""
+    before = counts()
+    response = push(client, None, token, raw=raw)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == error and body["message"]
+    assert counts() == before
+
+
+def test_missing_fields_are_named(client, org, token):
+    """The 400 lists the missing fields."""
+    response = push(client, None, token, raw=json.dumps({"batch_id": str(uuid.uuid4())}).encode())
+    assert set(response.get_json()["fields"]) >= {"node_id", "changes", "content_hash"}
+
+
+def test_content_hash_mismatch_is_400(client, org, token):
+    """A batch whose changes do not match its hash is refused as damaged."""
+    body = batch([change(new_meeting(org))])
+    body["changes"][0]["payload"]["title"] = "đã bị sửa trên đường"
+    before = counts()
+    response = push(client, body, token)
+    assert response.status_code == 400 and response.get_json()["error"] == "hash_mismatch"
+    assert counts() == before
+
+
+def test_unknown_table_is_422(client, org, token):
+    """A change for a table central does not know: 422, the valid change before it not applied."""
+    good = change(new_meeting(org))
+    bad = {"table": "khong_co_bang", "record_id": str(uuid.uuid4()), "hlc": stamp(), "payload": {}}
+    before = counts()
+    response = push(client, batch([good, bad]), token)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["error"] == "unknown_table" and body["record"]["index"] == 1
+    assert counts() == before
+
+
+def test_status_that_does_not_exist_is_422(client, org, token):
+    """An attendance status outside the list: 422 naming the record; the meeting before it is not applied."""
+    meeting = new_meeting(org)
+    member = Member.get(Member.cell == org.other_cell.id)
+    mark = Attendance(meeting=meeting.id, member=member.id, status="co_mat_mot_nua")
+    before = counts()
+    response = push(client, batch([change(meeting), change(mark)]), token)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["error"] == "invalid_record" and body["record"]["record_id"] == mark.id
+    assert "status" in body["errors"]
+    assert counts() == before
+    assert Meeting.get_or_none(Meeting.id == meeting.id) is None
+
+
+def test_unknown_member_is_422_missing_parent(client, org, token):
+    """Attendance for a member central has never seen: 422 naming the missing parent."""
+    meeting = new_meeting(org)
+    ghost = str(uuid.uuid4())
+    mark = Attendance(meeting=meeting.id, member=ghost, status="present")
+    before = counts()
+    response = push(client, batch([change(meeting), change(mark)]), token)
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["error"] == "missing_parent" and body["parent_id"] == ghost and body["parent_table"] == "member"
+    assert counts() == before
+
+
+@pytest.mark.parametrize("field, value", [("hlc", "khong-phai-dau-thoi-gian"), ("title", 12345),
+                                          ("khong_co_truong", "x")])
+def test_invalid_payload_fields_are_422(client, org, token, field, value):
+    """A bad clock stamp, a wrongly typed field or an unknown field: 422."""
+    good = change(new_meeting(org))
+    bad = change(new_meeting(org))
+    bad["payload"][field] = value
+    if field == "hlc":
+        bad["hlc"] = value
+    before = counts()
+    response = push(client, batch([good, bad]), token)
+    assert response.status_code == 422, response.get_json()
+    assert response.get_json()["record"]["index"] == 1
+    assert counts() == before
+
+
+def test_stamp_of_another_node_is_refused(client, org, token):
+    """A node may only push changes it stamped itself."""
+    forged = change(new_meeting(org), node="central")
+    response = push(client, batch([forged]), token)
+    assert response.status_code == 422
+
+
+def test_record_of_a_cell_held_elsewhere_is_403(client, org, token):
+    """A meeting for central's cell (CB01) is out of doi-1's scope: 403, nothing applied."""
+    good = change(new_meeting(org))
+    foreign = change(Meeting(cell=org.cell.id, held_on=dt.date.today()))
+    before = counts()
+    response = push(client, batch([good, foreign]), token)
+    assert response.status_code == 403
+    body = response.get_json()
+    assert body["error"] == "out_of_scope" and body["record"]["index"] == 1
+    assert counts() == before
+
+
+def test_moving_a_foreign_record_into_scope_is_403(client, org, token):
+    """Editing an existing member of CB01 so that it lands in CB02 is refused (scope before the change)."""
+    member = org.members[1]
+    member.cell = org.other_cell.id
+    member.full_name = "Tên bị đổi"
+    response = push(client, batch([change(member)]), token)
+    assert response.status_code == 403
+    assert Member.get_by_id(member.id).full_name == "Trần Thị Bình"
+
+
+def test_organisation_records_are_central_only(client, org, token):
+    """A field node may not write cells (scope '*'): 403."""
+    cell = org.other_cell
+    cell.name = "Đổi tên từ đội"
+    response = push(client, batch([change(cell)]), token)
+    assert response.status_code == 403
+
+
+def test_wrong_node_id_in_batch_is_403(client, org, token):
+    """A batch claiming another node's id is refused."""
+    response = push(client, batch([change(new_meeting(org), node="doi-2")], node="doi-2"), token)
+    assert response.status_code == 403 and response.get_json()["error"] == "wrong_node"
+
+
+def test_same_batch_twice_gets_the_same_answer_and_no_duplicates(client, org, token):
+    """Resending a batch (answer lost on the way) returns the stored answer and writes nothing."""
+    meeting = new_meeting(org)
+    body = batch([change(meeting)])
+    first = push(client, body, token)
+    assert first.status_code == 200
+    after_first = counts()
+    second = push(client, body, token)
+    assert second.status_code == 200
+    assert second.get_json() == first.get_json()
+    assert second.headers.get("X-Chibo-Replay") == "1"
+    assert counts() == after_first
+    assert Meeting.select().where(Meeting.id == meeting.id).count() == 1
+
+
+def test_same_batch_id_with_other_content_is_409(client, org, token):
+    """Reusing a batch id for different changes: 409 and nothing applied."""
+    first = batch([change(new_meeting(org))])
+    assert push(client, first, token).status_code == 200
+    before = counts()
+    other = batch([change(new_meeting(org))], batch_id=first["batch_id"])
+    response = push(client, other, token)
+    assert response.status_code == 409 and response.get_json()["error"] == "batch_conflict"
+    assert counts() == before
+
+
+def test_oversize_request_is_413(app, client, org, token):
+    """A body over SYNC_MAX_REQUEST_BYTES is refused before it is read."""
+    app.config["SYNC_MAX_REQUEST_BYTES"] = 2000
+    changes = [change(new_meeting(org)) for _ in range(20)]
+    before = counts()
+    response = push(client, batch(changes), token)
+    assert response.status_code == 413 and response.get_json()["error"] == "too_large"
+    assert counts() == before
+
+
+def test_too_many_changes_is_413(app, client, org, token):
+    """A batch over SYNC_MAX_BATCH_CHANGES is refused."""
+    app.config["SYNC_MAX_BATCH_CHANGES"] = 2
+    response = push(client, batch([change(new_meeting(org)) for _ in range(3)]), token)
+    assert response.status_code == 413
+
+
+def test_stale_change_does_not_overwrite_newer_data(client, org, token):
+    """Last writer wins by clock stamp: an older stamp is acknowledged but skipped."""
+    meeting = new_meeting(org)
+    old = change(meeting)
+    old["hlc"] = old["payload"]["hlc"] = "000000000000001:000000:doi-1"
+    newer = change(meeting)
+    assert push(client, batch([newer]), token).status_code == 200
+    response = push(client, batch([old]), token)
+    assert response.status_code == 200 and response.get_json()["skipped"] == 1
+    assert Meeting.get_by_id(meeting.id).hlc == newer["hlc"]
+
+
+def test_hello_records_versions_and_refuses_another_schema(client, org, token):
+    """The handshake records the node's versions and clock; a different schema gets a clear refusal."""
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"node_id": NODE, "app_version": "0.1.0", "schema_version": SCHEMA_VERSION, "hlc": stamp(),
+            "wall_ms": int(time.time() * 1000) + 60_000}
+    response = client.post("/sync/v1/hello", json=body, headers=headers)
+    assert response.status_code == 200
+    assert response.get_json()["schema_version"] == SCHEMA_VERSION
+    node = Node.get_by_id(NODE)
+    assert node.last_seen_at is not None and node.app_version == "0.1.0"
+    assert 55_000 < node.clock_skew_ms < 65_000
+    older = client.post("/sync/v1/hello", json={**body, "schema_version": SCHEMA_VERSION - 1}, headers=headers)
+    assert older.status_code == 426 and "cập nhật" in older.get_json()["message"]
+    newer = client.post("/sync/v1/hello", json={**body, "schema_version": SCHEMA_VERSION + 1}, headers=headers)
+    assert newer.status_code == 409 and newer.get_json()["error"] == "schema_mismatch"
+
+
+def test_pull_serves_scope_and_star_but_not_other_cells(client, org, token):
+    """The feed holds the organisation, cells and CB02's members, never CB01's members."""
+    headers = {"Authorization": f"Bearer {token}"}
+    cursor, changes = 0, []
+    while True:
+        page = client.get(f"/sync/v1/pull?cursor={cursor}&limit=3", headers=headers).get_json()
+        changes += page["changes"]
+        assert len(page["changes"]) <= 3
+        assert page["next_cursor"] >= cursor
+        cursor = page["next_cursor"]
+        if not page["more"]:
+            break
+    ids = {c["record_id"] for c in changes}
+    assert org.organisation.id in ids and org.cell.id in ids and org.other_cell.id in ids
+    other_members = {m.id for m in Member.select().where(Member.cell == org.other_cell.id)}
+    assert other_members and other_members <= ids
+    assert not ({m.id for m in org.members} & ids)
+    assert org.meeting.id not in ids
+    seqs = [c["seq"] for c in changes]
+    assert seqs == sorted(seqs)
+    # Nothing new: an empty page that keeps the cursor.
+    last = client.get(f"/sync/v1/pull?cursor={cursor}", headers=headers).get_json()
+    assert last["changes"] == [] and last["next_cursor"] == cursor and last["more"] is False
+
+
+def test_pull_never_echoes_the_nodes_own_changes(client, org, token):
+    """What the node pushed does not come back to it."""
+    headers = {"Authorization": f"Bearer {token}"}
+    top = client.get("/sync/v1/pull?cursor=0&limit=100000", headers=headers).get_json()["next_cursor"]
+    meeting = new_meeting(org)
+    assert push(client, batch([change(meeting)]), token).status_code == 200
+    page = client.get(f"/sync/v1/pull?cursor={top}", headers=headers).get_json()
+    assert meeting.id not in {c["record_id"] for c in page["changes"]}
+
+
+@pytest.mark.parametrize("query", ["cursor=abc", "cursor=-1", "limit=0"])
+def test_pull_with_a_bad_cursor_is_400(client, org, token, query):
+    """cursor and limit must be non-negative integers."""
+    response = client.get(f"/sync/v1/pull?{query}", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 400
+
+
+def test_pull_without_token_is_401(client, org, token):
+    """The feed is not readable without a token."""
+    assert client.get("/sync/v1/pull?cursor=0").status_code == 401
