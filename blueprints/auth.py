@@ -1,34 +1,84 @@
-"""Login and logout (Vietnamese pages; the account rules live in models/users.py)."""
+"""Login, logout and one's own password (Vietnamese pages; the account rules live in models/users.py).
+
+Failed logins are counted in the database per account name and per address (`LoginAttempt`), so
+the limit survives a restart; a blocked login is refused even with the right password and says how
+long to wait. Each request made by a logged-in person sets the audit actor (models/audit.py), so
+every write it causes is attributed to them.
+"""
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
-from models import User
+from models import User, ValidationError
+from models.audit import reset_actor, set_actor
+from models.users import (
+    LOGIN_MAX_PER_ACCOUNT,
+    LOGIN_MAX_PER_ADDRESS,
+    LOGIN_WINDOW_MINUTES,
+    clear_failed_logins,
+    login_blocked,
+    record_failed_login,
+)
 
 from .web import _local_path
 
 bp = Blueprint("auth", __name__)
 
 
+@bp.before_app_request
+def _set_audit_actor():
+    """End the session of a locked account at once; attribute this request's writes to the person."""
+    if current_user.is_authenticated and not current_user.is_active:
+        # Flask-Login checks is_active only at login: a lock must also end sessions already open.
+        logout_user()
+    if current_user.is_authenticated:
+        g._audit_token = set_actor(current_user.id, current_user.full_name or current_user.username)
+
+
+@bp.teardown_app_request
+def _reset_audit_actor(_exc):
+    """Forget the actor so a reused worker thread never inherits it."""
+    token = g.pop("_audit_token", None)
+    if token is not None:
+        reset_actor(token)
+
+
+def _limits() -> dict:
+    cfg = current_app.config
+    return {"window_minutes": int(cfg.get("LOGIN_WINDOW_MINUTES", LOGIN_WINDOW_MINUTES)),
+            "max_per_account": int(cfg.get("LOGIN_MAX_PER_ACCOUNT", LOGIN_MAX_PER_ACCOUNT)),
+            "max_per_address": int(cfg.get("LOGIN_MAX_PER_ADDRESS", LOGIN_MAX_PER_ADDRESS))}
+
+
 @bp.route("/login", methods=("GET", "POST"))
 def login():
-    """Show the login form; on POST check the password and go where the user was heading."""
+    """Show the login form; on POST check the limits and the password, then go where the user was heading."""
     if current_user.is_authenticated and request.method == "GET":
         return redirect(url_for("cells.index"))
     errors, username = {}, ""
     if request.method == "POST":
         username = (request.form.get("username") or "").strip()
         password = request.form.get("password") or ""
+        address = request.remote_addr or ""
         if not username:
             errors["username"] = "Vui lòng nhập tên đăng nhập."
         if not password:
             errors["password"] = "Vui lòng nhập mật khẩu."
         if not errors:
+            wait = login_blocked(username, address, **_limits())
+            if wait:
+                errors["form"] = (f"Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau {wait} phút "
+                                  "hoặc liên hệ Văn phòng Đảng ủy để đặt lại mật khẩu.")
+                return render_template("auth/login.html", errors=errors, username=username), 429
             user = User.get_or_none((User.username == username) & User.deleted_at.is_null())
-            if user is None or not user.check_password(password) or not user.is_active:
+            if user is None or not user.check_password(password):
+                record_failed_login(username, address)
                 errors["form"] = "Tên đăng nhập hoặc mật khẩu không đúng."
+            elif not user.is_active:
+                errors["form"] = "Tài khoản đã bị khóa. Vui lòng liên hệ Văn phòng Đảng ủy."
             else:
+                clear_failed_logins(username)
                 session.permanent = True
                 login_user(user)
                 return redirect(_local_path(request.args.get("next") or url_for("cells.index")), 303)
@@ -43,3 +93,31 @@ def logout():
     logout_user()
     flash("Đã đăng xuất.", "info")
     return redirect(url_for("auth.login"), 303)
+
+
+@bp.route("/account/password", methods=("GET", "POST"))
+@login_required
+def password_change():
+    """Change one's own password: the current one, then the new one twice."""
+    errors = {}
+    if request.method == "POST":
+        current = request.form.get("current_password") or ""
+        new = request.form.get("new_password") or ""
+        confirm = request.form.get("confirm_password") or ""
+        user = User.get_by_id(current_user.id)
+        if not user.check_password(current):
+            errors["current_password"] = "Mật khẩu hiện tại không đúng."
+        if new != confirm:
+            errors["confirm_password"] = "Hai lần nhập mật khẩu mới không khớp."
+        if new and new == current:
+            errors["new_password"] = "Mật khẩu mới phải khác mật khẩu hiện tại."
+        if not errors:
+            try:
+                user.set_password(new)
+                user.save()
+            except ValidationError as exc:
+                errors.update({"new_password": exc.errors.get("password", str(exc))})
+        if not errors:
+            flash("Đã đổi mật khẩu.", "info")
+            return redirect(url_for("cells.index"), 303)
+    return render_template("auth/password.html", errors=errors), (422 if errors else 200)

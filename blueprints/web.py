@@ -122,6 +122,12 @@ def _is_vietnamese(text: str) -> bool:
 
 
 def _csrf_error(error):
+    from flask_login import current_user
+
+    # The CSRF token lives in the session: after an idle expiry the check fails before the view's
+    # login check runs, so send the person to log in (HX-Redirect for htmx) instead of a form error.
+    if not current_user.is_authenticated and request.endpoint != "auth.login":
+        return _unauthorized()
     text = "Phiên làm việc đã hết hạn hoặc biểu mẫu không hợp lệ. Vui lòng tải lại trang và thử lại."
     template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/error.html"
     return render_template(template, code=400, title="Biểu mẫu không hợp lệ", text=text), 400

@@ -13,17 +13,20 @@ from playhouse.db_url import parse
 from .base import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, ValidationError, db
 from .checklists import Answer, AnswerSet, ChecklistTemplate, TemplateItem, TemplateSection, TemplateVersion
 from .clock import clock
+from .audit import AuditEntry
 from .meetings import Attendance, Meeting
-from .members import Member
+from .members import Member, MemberStatusChange, Position
 from .nodes import Node
 from .org import Cell, Organisation
+from .roster import ImportJob
 from .rules import RuleSet
 from .sync_state import AppliedBatch
-from .users import User
+from .users import LoginAttempt, User
 
 ALL_MODELS = [
     ChangeLog, SyncState, Node, AppliedBatch,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
+    MemberStatusChange, Position, AuditEntry, LoginAttempt, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
 ]
 
@@ -59,7 +62,8 @@ def init_db(url: str):
 
 
 __all__ = [
-    "ALL_MODELS", "Answer", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "Cell", "ChangeLog", "Meeting", "Member", "Node",
+    "ALL_MODELS", "Answer", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "AuditEntry", "Cell", "LoginAttempt",
+    "MemberStatusChange", "Position", "ChangeLog", "Meeting", "Member", "Node",
     "Organisation", "RuleSet", "SyncState", "SyncedModel", "User", "ValidationError", "clock", "db",
     "init_db", "make_database",
 ]

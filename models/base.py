@@ -114,9 +114,10 @@ class SyncedModel(BaseModel):
             result = super().save(*args, **kwargs)
             was_new = self._is_new
             self._is_new = False
-            ChangeLog.record(self, origin=clock.node_id)
             if hook is not None:
+                # Before the record's own outbox row, so that row stays the last one of the write.
                 hook(self, None if was_new else old)
+            ChangeLog.record(self, origin=clock.node_id)
         return result
 
     def save_raw(self) -> None:

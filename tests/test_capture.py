@@ -12,12 +12,13 @@ from models.base import apply_wire
 def test_every_write_is_captured_with_its_full_state(app, org):
     """Creating and editing a member appends two outbox rows holding the new state each time."""
     with app.app_context(), db.connection_context():
-        before = ChangeLog.select().count()
+        # Audit rows (models/audit.py) are captured too; count the member's own rows here.
+        before = ChangeLog.select().where(ChangeLog.table == "member").count()
         member = Member.create(cell=org.cell.id, full_name="Trương Văn Mới")
         member.full_name = "Trương Văn Mới Sửa"
         member.save()
         rows = list(ChangeLog.select().where(ChangeLog.record_id == member.id).order_by(ChangeLog.seq))
-        assert ChangeLog.select().count() == before + 2
+        assert ChangeLog.select().where(ChangeLog.table == "member").count() == before + 2
         assert [json.loads(r.payload)["full_name"] for r in rows] == ["Trương Văn Mới", "Trương Văn Mới Sửa"]
         assert rows[0].hlc < rows[1].hlc and rows[1].origin == "central" and rows[1].scope == "central"
         assert uuid.UUID(member.id).version == 7
