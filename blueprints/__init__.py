@@ -16,3 +16,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(accounts.bp)
     from .sync_api import bp as sync_api_bp  # the sync API and the top-level `flask sync` command
     app.register_blueprint(sync_api_bp)
+    from . import checklists, rules  # rule sets and checklist templates (central writes)
+
+    app.register_blueprint(rules.bp)
+    app.register_blueprint(checklists.bp)

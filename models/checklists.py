@@ -537,3 +537,74 @@ def rule_set_of(answer_set: AnswerSet) -> RuleSet | None:
 def _num(value: float) -> str:
     """85 rather than 85.0; a decimal comma otherwise."""
     return str(int(value)) if float(value).is_integer() else str(value).replace(".", ",")
+
+
+# -- editor forms ----------------------------------------------------------------------------------
+
+def choices_to_text(item: TemplateItem) -> str:
+    """Choices as the editor shows them: one per line, 'Nhãn | điểm'."""
+    lines = []
+    for choice in item.choices:
+        points = choice.get("points") or 0
+        lines.append(f"{choice.get('label', '')} | {_num(float(points))}" if points else str(choice.get("label", "")))
+    return "\n".join(lines)
+
+
+def parse_choices(text: str) -> list[dict[str, Any]]:
+    """Parse 'Nhãn | điểm' lines into choices (value = line number); ValueError on a bad number."""
+    choices = []
+    for line in (text or "").splitlines():
+        if not line.strip():
+            continue
+        label, _sep, points = line.partition("|")
+        value = float(points.strip().replace(",", ".")) if points.strip() else 0
+        choices.append({"value": str(len(choices) + 1), "label": label.strip(),
+                        "points": int(value) if float(value).is_integer() else value})
+    return choices
+
+
+def item_form(item: TemplateItem | None) -> dict[str, str]:
+    """The editor form's fields (text) for an item, or defaults for a new one."""
+    if item is None:
+        return {"code": "", "text": "", "type": "yes_no", "points": "0", "required": "", "allow_na": "",
+                "help_text": "", "source": "", "choices": "", "computed_source": "", "min_value": ""}
+    return {"code": item.code, "text": item.text, "type": item.type, "points": _num(item.points),
+            "required": "1" if item.required else "", "allow_na": "1" if item.allow_na else "",
+            "help_text": item.help_text, "source": item.source, "choices": choices_to_text(item),
+            "computed_source": item.computed_source,
+            "min_value": "" if item.min_value is None else _num(item.min_value)}
+
+
+def apply_item_form(item: TemplateItem, form: dict[str, str]) -> dict[str, str]:
+    """Copy the editor form onto an item and save it; return errors by field (nothing saved then)."""
+    errors: dict[str, str] = {}
+    item.code = (form.get("code") or "").strip()
+    item.text = (form.get("text") or "").strip()
+    item.type = form.get("type") or ""
+    item.required = bool(form.get("required"))
+    item.allow_na = bool(form.get("allow_na"))
+    item.help_text = (form.get("help_text") or "").strip()
+    item.source = (form.get("source") or "").strip()[:200]
+    item.computed_source = (form.get("computed_source") or "").strip() if item.type == "computed" else ""
+    try:
+        item.points = float((form.get("points") or "0").strip().replace(",", "."))
+    except ValueError:
+        errors["points"] = "Điểm phải là một số (ví dụ 5 hoặc 2,5)."
+        item.points = 0
+    try:
+        text = (form.get("min_value") or "").strip()
+        item.min_value = float(text.replace(",", ".")) if text else None
+    except ValueError:
+        errors["min_value"] = "Giá trị tối thiểu phải là một số."
+    try:
+        choices = parse_choices(form.get("choices", "")) if item.type in ("single_choice", "multi_choice") else []
+        item.choices_json = json.dumps(choices, ensure_ascii=False)
+    except ValueError:
+        errors["choices"] = "Mỗi dòng lựa chọn có dạng “Nhãn | điểm”, điểm là một số."
+    if errors:
+        return errors
+    try:
+        item.save()
+    except ValidationError as exc:
+        return exc.errors
+    return {}
