@@ -79,7 +79,13 @@ def hello(node: Node, body: Any, config: Mapping[str, Any]) -> dict[str, Any]:
     node.clock_skew_ms = int(skew)
     node.save()
     check_schema(body["schema_version"])
-    clock.observe(str(body["hlc"]))
+    try:
+        clock.observe(str(body["hlc"]))
+    except ValueError as exc:
+        # A clock far in the future would drag every later stamp with it: refuse until it is fixed.
+        raise Refusal(409, "clock_drift", f"Đồng hồ của nút {node.id} sai quá nhiều ({exc}). Hãy chỉnh ngày "
+                                          "giờ trên máy tại nút rồi đồng bộ lại; dữ liệu chờ gửi vẫn được giữ.",
+                      clock_skew_ms=int(skew)) from None
     warnings = []
     if abs(skew) > setting(config, "SYNC_MAX_CLOCK_SKEW_MS"):
         warnings.append(f"Đồng hồ của nút lệch {abs(skew) // 1000} giây so với trung tâm; "

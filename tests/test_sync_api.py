@@ -13,13 +13,29 @@ import uuid
 
 import pytest
 
-from models import SYNCED_MODELS, Attendance, ChangeLog, Meeting, Member, Node
+from conftest import PASSWORD, Org
+from models import SYNCED_MODELS, Attendance, Cell, ChangeLog, Meeting, Member, Node, Organisation, User, db
 from models.migrations import SCHEMA_VERSION
 from models.sync_state import AppliedBatch
 from sync.protocol import batch_id_for, content_hash
 
 NODE = "doi-1"
 _counter = itertools.count(1)
+
+
+@pytest.fixture
+def org(app):
+    """Two cells (CB01 stays at central, CB02 goes to doi-1) with members; no accounts (hashing is slow)."""
+    with app.app_context(), db.connection_context():
+        o = Organisation.create(name="Đảng bộ Thử nghiệm Đồng bộ")
+        cell = Cell.create(organisation=o.id, code="CB01", name="Chi bộ Một")
+        other = Cell.create(organisation=o.id, code="CB02", name="Chi bộ Hai")
+        members = [Member.create(cell=cell.id, full_name=name)
+                   for name in ("Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường")]
+        for name in ("Ngô Văn Khác", "Phan Thị Đội"):
+            Member.create(cell=other.id, full_name=name)
+        meeting = Meeting.create(cell=cell.id, held_on=dt.date.today())
+        return Org(o, cell, other, members, meeting)
 
 
 @pytest.fixture
@@ -116,9 +132,13 @@ def test_push_with_a_revoked_token_is_401(client, org, token, runner):
     assert counts() == before
 
 
-def test_a_logged_in_browser_session_is_not_a_sync_credential(client, org, token, auth):
+def test_a_logged_in_browser_session_is_not_a_sync_credential(app, client, org, token, auth):
     """Cookies never authenticate the sync API (and it needs no CSRF token)."""
-    auth.login()
+    with app.app_context(), db.connection_context():
+        admin = User(username="admin", role="admin", full_name="Quản trị")
+        admin.set_password(PASSWORD)
+        admin.save()
+    assert auth.login().status_code == 303
     response = client.post("/sync/v1/push", json=batch([change(new_meeting(org))]))
     assert response.status_code == 401
 
@@ -370,3 +390,24 @@ def test_pull_with_a_bad_cursor_is_400(client, org, token, query):
 def test_pull_without_token_is_401(client, org, token):
     """The feed is not readable without a token."""
     assert client.get("/sync/v1/pull?cursor=0").status_code == 401
+
+
+def test_hello_refuses_a_clock_far_in_the_future(client, org, token):
+    """A node whose clock runs days ahead is told to fix it; its skew is recorded."""
+    ahead = int(time.time() * 1000) + 3 * 24 * 3600 * 1000
+    body = {"node_id": NODE, "app_version": "0.1.0", "schema_version": SCHEMA_VERSION,
+            "hlc": f"{ahead:015d}:000000:{NODE}", "wall_ms": ahead}
+    response = client.post("/sync/v1/hello", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 409 and response.get_json()["error"] == "clock_drift"
+    assert "ngày giờ" in response.get_json()["message"]
+    assert Node.get_by_id(NODE).clock_skew_ms > 2 * 24 * 3600 * 1000
+
+
+def test_sync_api_is_not_served_by_a_field_node(tmp_path):
+    """A field node is not a hub: its sync API answers 404."""
+    from app import create_app
+
+    field = create_app({"TESTING": True, "SECRET_KEY": "t", "ROLE": "field", "NODE_ID": "doi-9",
+                        "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
+    response = field.test_client().get("/sync/v1/pull?cursor=0", headers={"Authorization": "Bearer x"})
+    assert response.status_code == 404

@@ -217,6 +217,9 @@ def test_two_nodes_sync_both_ways_and_a_second_sync_changes_nothing(nodes):
     assert "mã đồng bộ" in refused.stderr.lower()
     assert query(central, "SELECT COUNT(*) FROM meeting WHERE id=?", meeting_id)[0][0] == 0
     assert query(field, "SELECT value FROM sync_state WHERE key='pushed_seq'") in ([], [("0",)])
+    unreachable = sync({**field, "CHIBO_CENTRAL_URL": f"http://127.0.0.1:{free_port()}"}, check=False)
+    assert unreachable.returncode != 0 and "Không kết nối được tới trung tâm" in unreachable.stderr
+    assert query(field, "SELECT COUNT(*) FROM change_log WHERE origin='doi-1'")[0][0] == pending
 
     # 4. The real sync pushes the meeting and its attendance to central.
     second = sync(field)
