@@ -12,9 +12,10 @@ import random
 import secrets
 from dataclasses import dataclass
 
+from .audit import audit_suppressed
 from .base import db
 from .meetings import Attendance, Meeting
-from .members import Member
+from .members import Member, MemberStatusChange, Position
 from .org import Cell, Organisation
 from .rules import rule_set_for, seed_rule_sets
 from .users import User
@@ -74,7 +75,8 @@ def load_demo(today: dt.date | None = None, seed: int = 2023, start_year: int = 
     today = today or dt.date.today()
     rng = random.Random(seed)
     accounts: list[DemoAccount] = []
-    with db.atomic():
+    # A bulk load, not a person's edits: no audit rows (the trail starts with real use).
+    with db.atomic(), audit_suppressed():
         seed_rule_sets()
         org = Organisation.create(name=ORG_NAME, short_name="Đảng bộ Cục QLTT Tiền Giang")
         used_names: set[str] = set()
@@ -141,10 +143,19 @@ def _make_members(rng, cell, today, used_names) -> list[Member]:
             status, note = "temp_here", "Sinh hoạt tạm thời, đang biệt phái từ Cục"
         full_on = None if status == "probationary" else _add_months(admitted, 12)
         card = None if status == "probationary" else f"{rng.randint(10, 99)}.{rng.randint(100000, 999999)}"
-        members.append(Member.create(
+        member = Member.create(
             cell=cell.id, full_name=name, birth_year=birth_year, gender=gender, admitted_on=admitted,
             full_member_on=full_on, card_number=card, status=status, status_note=note, position=position,
-        ))
+        )
+        # Status and positions as dated records, as the profile shows them.
+        since = full_on if status == "full" else admitted
+        MemberStatusChange.create(member=member.id, status=status, effective_on=since or admitted,
+                                  decision="QĐ miễn sinh hoạt của chi bộ" if status == "exempted" else "",
+                                  reason=note)
+        if position:
+            Position.create(member=member.id, kind=position, start_on=dt.date(2020, 9, 15),
+                            note="Nhiệm kỳ 2020–2025")
+        members.append(member)
     return members
 
 
