@@ -20,3 +20,4 @@ def register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(rules.bp)
     app.register_blueprint(checklists.bp)
+    app.register_blueprint(checklists.sheets_bp)

@@ -13,16 +13,20 @@ import io
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
-from models import ValidationError, db
+from models import Meeting, ValidationError, db
 from models.checklists import (
+    ANSWER_ROLES,
     COMPUTED_SOURCES,
     ITEM_TYPES,
     TEMPLATE_KINDS,
     VERSION_STATUSES,
+    AnswerSet,
     ChecklistTemplate,
     TemplateItem,
     TemplateSection,
     TemplateVersion,
+    answer_set_for,
+    answers_by_code,
     apply_item_form,
     item_form,
     move,
@@ -30,10 +34,11 @@ from models.checklists import (
     publish,
     publish_errors,
     retire,
+    set_answer,
     version_tree,
 )
 
-from .access import role_required
+from .access import get_meeting_or_404, held_here, role_required
 from .web import htmx
 
 bp = Blueprint("checklists", __name__, url_prefix="/checklists")
@@ -396,3 +401,99 @@ def template_import():
                 return redirect(url_for("checklists.version_view", version_id=result.version.id), 303)
             errors = result.errors
     return render_template("checklists/import.html", errors=errors), (422 if errors else 200)
+
+
+# -- filling a sheet for a meeting (the tablet's "Chấm điểm" step) ---------------------------------
+
+sheets_bp = Blueprint("sheets", __name__)
+
+
+def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
+    """Load a live answer set the user may write: the cell's own via its meeting, a supervisor's by role."""
+    answer_set = AnswerSet.get_or_none((AnswerSet.id == answer_set_id) & AnswerSet.deleted_at.is_null())
+    if answer_set is None:
+        abort(404)
+    if answer_set.role == "supervisor":
+        get_meeting_or_404(answer_set.meeting_id)
+        if current_user.role not in ("supervisor", "admin"):
+            abort(403)
+    else:
+        get_meeting_or_404(answer_set.meeting_id, write=True)
+    return answer_set
+
+
+def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -> dict:
+    """What the answer sheet needs: the version's tree, answers, score, and the other role's score."""
+    from models.scoring import score_answer_set
+
+    context = dict(meeting=meeting, answer_set=answer_set, kind=kind, role=role, kinds=TEMPLATE_KINDS,
+                   roles=ANSWER_ROLES, computed_sources=COMPUTED_SOURCES, other=None, other_score=None)
+    if answer_set is None:
+        return context
+    version = TemplateVersion.get_by_id(answer_set.version_id)
+    score = score_answer_set(answer_set)
+    other_role = "self" if role == "supervisor" else "supervisor"
+    other = (AnswerSet.live().where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == other_role)
+                                    & (AnswerSet.version == version.id)).first())
+    context.update(version=version, template=version.template, tree=version_tree(version),
+                   answers=answers_by_code(answer_set), score=score,
+                   results={r.code: r for r in score.items}, other=other,
+                   other_score=score_answer_set(other) if other else None)
+    if context["other_score"]:
+        context["other_results"] = {r.code: r for r in context["other_score"].items}
+    return context
+
+
+def may_fill(meeting, role: str) -> bool:
+    """Whether the user may start or change this role's sheet for the meeting."""
+    if role == "supervisor":
+        return current_user.role in ("supervisor", "admin")
+    return current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell)
+
+
+@sheets_bp.route("/meetings/<meeting_id>/sheets/<kind>")
+@login_required
+def sheet_view(meeting_id: str, kind: str):
+    """A meeting's sheet of one kind: made with the newest published version the first time, then kept."""
+    meeting = get_meeting_or_404(meeting_id)
+    if kind not in TEMPLATE_KINDS:
+        abort(404)
+    role = request.args.get("role", "self")
+    if role not in ANSWER_ROLES:
+        abort(404)
+    writable = may_fill(meeting, role)
+    answer_set = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
+                  .where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == role)
+                         & (ChecklistTemplate.kind == kind)).first())
+    if answer_set is None and writable:
+        answer_set = answer_set_for(meeting, kind, role, by=current_user.username)
+    return render_template("checklists/fill.html", writable=writable, **sheet_context(meeting, answer_set, kind, role))
+
+
+@sheets_bp.route("/answer-sets/<answer_set_id>/items/<item_id>", methods=("POST",))
+@login_required
+def answer_set_item(answer_set_id: str, item_id: str):
+    """Save one answer (one tap); answer the question fragment and the score bar (out of band)."""
+    answer_set = get_answer_set_or_404(answer_set_id)
+    item = TemplateItem.get_or_none((TemplateItem.id == item_id) & (TemplateItem.version == answer_set.version_id))
+    if item is None:
+        abort(404)
+    na = request.form.get("na") == "1"
+    raw = request.form.get("value")
+    if item.type == "multi_choice" and request.form.get("toggle"):
+        current = answers_by_code(answer_set).get(item.code)
+        chosen = list(current.value or []) if current and not current.na else []
+        toggle = request.form["toggle"]
+        raw = [v for v in chosen if v != toggle] if toggle in chosen else chosen + [toggle]
+    error = ""
+    try:
+        set_answer(answer_set, item, raw, na=na)
+    except ValidationError as exc:
+        error = " ".join(exc.errors.values())
+    meeting = Meeting.get_by_id(answer_set.meeting_id)
+    if not htmx:
+        return redirect(url_for("sheets.sheet_view", meeting_id=meeting.id,
+                                kind=answer_set.version.template.kind, role=answer_set.role), 303)
+    context = sheet_context(meeting, answer_set, answer_set.version.template.kind, answer_set.role)
+    return render_template("checklists/_answer_update.html", item=item, error=error, writable=True,
+                           **context), (422 if error else 200)
