@@ -24,10 +24,12 @@ def seed_id(*parts: str) -> str:
 
 
 def _yn(code, text, points, src, **kw):
+    """A yes/no item tuple with its source citation."""
     return (code, text, "yes_no", points, {"source": src, **kw})
 
 
 def _choices(*labels_points):
+    """Choices JSON from (label, points) pairs, valued 1..n."""
     return json.dumps([{"value": str(i), "label": label, "points": pts}
                        for i, (label, pts) in enumerate(labels_points, start=1)], ensure_ascii=False)
 

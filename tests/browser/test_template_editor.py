@@ -45,6 +45,11 @@ def test_admin_publishes_a_new_version_of_the_regular_sheet(page: Page, sheets, 
     conduct = page.locator("article.section").filter(has=page.get_by_role("heading", name=re.compile("III. Tiến hành")))
     conduct.get_by_role("link", name="+ Thêm tiêu chí").tap()
     form = page.locator("#item-form")
+    # Only the fields of the chosen type show: choices appear for a single-choice item.
+    expect(form.get_by_label(re.compile("Các lựa chọn"))).to_be_hidden()
+    form.get_by_label("Loại").select_option("single_choice")
+    expect(form.get_by_label(re.compile("Các lựa chọn"))).to_be_visible()
+    form.get_by_label("Loại").select_option("yes_no")
     form.get_by_label("Mã tiêu chí").fill("C 13")
     form.get_by_label("Nội dung tiêu chí").fill("Đảng viên liên hệ trách nhiệm nêu gương")
     form.get_by_label("Điểm (tối đa)").fill("2")
@@ -90,3 +95,31 @@ def test_admin_publishes_a_new_version_of_the_regular_sheet(page: Page, sheets, 
         assert [i.code for i in version_tree(current)[2][1]][-2:] == ["C13", "C11"]
         v1 = TemplateVersion.get((TemplateVersion.template == current.template_id) & (TemplateVersion.number == 1))
         assert v1.status == "retired"
+
+
+def test_secretary_scores_a_meeting_on_the_tablet(page: Page, sheets, org, tmp_path):
+    """Taps on the sheet save at once and the score bar follows; N/A leaves the maximum."""
+    login(page, sheets, "bithu1")
+    page.goto(f"{sheets}/meetings/{org.meeting.id}/sheets/thuong_ky")
+    total = page.get_by_test_id("score-total")
+    expect(total).to_have_text("0/100")
+    page.evaluate("window.__noReload = true")
+    a1 = page.locator(".q[data-code='A1']")
+    a1.get_by_role("button", name="Có").tap()
+    expect(a1.get_by_role("button", name="Có")).to_have_attribute("aria-pressed", "true")
+    expect(total).to_have_text("3/100")
+    page.locator(".q[data-code='C10']").get_by_role("button", name="4", exact=True).tap()
+    expect(total).to_have_text("7/100")
+    page.locator(".q[data-code='C9']").get_by_role("button", name="Không áp dụng").tap()
+    expect(total).to_have_text("7/98")
+    c1 = page.locator(".q[data-code='C1']")
+    c1.get_by_role("button", name="Không").tap()
+    expect(c1).to_contain_text("Trả lời: Không.")
+    expect(page.get_by_test_id("score-band")).to_have_text("Kém")
+    assert page.evaluate("window.__noReload") is True
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    box = a1.get_by_role("button", name="Có").bounding_box()
+    assert box["height"] >= 48
+    page.screenshot(path=str(tmp_path / "fill.png"), full_page=False)
+    page.reload()
+    expect(page.get_by_test_id("score-total")).to_have_text("7/98")
