@@ -5,6 +5,10 @@ node's Bearer token, checked against the hashed tokens in `Node`. The views only
 and decode the body, and hand plain values to sync/server.py, whose `Refusal` becomes a JSON error
 with a stable code and a Vietnamese message. `flask --app app sync` (top level, `cli_group=None`)
 runs `sync.run_sync` on a field node and prints a line per batch and a summary.
+
+The status screens (`/sync` on a field node, `/sync/nodes` at central, admins only) live in a second
+blueprint, `sync_status`, which is NOT exempt from CSRF (its button is a form); it is registered
+together with the API so the app needs one registration line.
 """
 from __future__ import annotations
 
@@ -12,18 +16,22 @@ import json
 from typing import Any
 
 import click
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from models import Node, db
 from models.nodes import hash_token
 from sync import SyncError, run_sync
 from sync.protocol import API_PREFIX, Refusal, setting
 from sync.server import apply_push, hello, serve_pull
+from sync.status import ago_in_words, field_status, node_overview, skew_in_words
 
-from .web import csrf
+from .access import role_required
+from .web import csrf, htmx
 
 bp = Blueprint("sync_api", __name__, url_prefix=API_PREFIX, cli_group=None)
 csrf.exempt(bp)
+status_bp = Blueprint("sync_status", __name__)
+bp.record_once(lambda state: state.app.register_blueprint(status_bp))
 
 
 def _refuse(refusal: Refusal):
@@ -142,3 +150,44 @@ def sync_command():
     if not report.ok:
         raise click.ClickException("Đồng bộ chưa xong: " + " ".join(report.errors))
     click.echo("Đồng bộ thành công.")
+
+
+@status_bp.route("/sync")
+@role_required("admin")
+def sync_status():
+    """Field node: last success, pending changes and a button to sync now. Central: the node list."""
+    if current_app.config["ROLE"] == "central":
+        return redirect(url_for("sync_status.sync_nodes"))
+    return render_template("sync/status.html", **_field_context())
+
+
+@status_bp.route("/sync/run", methods=("POST",))
+@role_required("admin")
+def sync_run():
+    """Run a sync now (field node) and answer the refreshed status panel."""
+    if current_app.config["ROLE"] != "field":
+        abort(404)
+    report, error = None, ""
+    try:
+        report = run_sync(current_app.config)
+    except SyncError as exc:
+        error = str(exc)
+    if not htmx:
+        return redirect(url_for("sync_status.sync_status"), 303)
+    return render_template("sync/_status.html", report=report, error=error, **_field_context())
+
+
+def _field_context() -> dict[str, Any]:
+    """What the field status panel shows."""
+    status = field_status(str(current_app.config["NODE_ID"]))
+    return {"status": status, "last_success_words": ago_in_words(status.last_success),
+            "central_url": current_app.config.get("CENTRAL_URL") or ""}
+
+
+@status_bp.route("/sync/nodes")
+@role_required("admin")
+def sync_nodes():
+    """Central: every registered node with last contact, clock skew and versions."""
+    if current_app.config["ROLE"] != "central":
+        abort(404)
+    return render_template("sync/nodes.html", rows=node_overview(), ago=ago_in_words, skew=skew_in_words)

@@ -24,6 +24,7 @@ from models.migrations import SCHEMA_VERSION
 
 from .outbox import LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, acknowledge, next_batch
 from .protocol import API_PREFIX, SyncError, setting
+from .scope import write_transaction
 
 Progress = Callable[[str], None]
 
@@ -218,7 +219,7 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
 def apply_pull_page(changes: list[dict[str, Any]], next_cursor: int, node_id: str) -> int:
     """Apply one page (last writer wins) and store the new cursor, all in one transaction."""
     applied = 0
-    with db.atomic():
+    with write_transaction():
         for change in changes:
             if not isinstance(change, dict):
                 raise SyncError("Trung tâm gửi một thay đổi không đúng định dạng.")

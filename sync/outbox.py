@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from models import ChangeLog, SyncState, db
+from models import ChangeLog, SyncState
 
 from .protocol import batch_id_for, canonical_json, content_hash
+from .scope import write_transaction
 
 PUSHED_SEQ = "pushed_seq"
 PULL_CURSOR = "pull_cursor"
@@ -89,6 +90,6 @@ def next_batch(node_id: str, schema_version: int, size: int, max_bytes: int | No
 
 def acknowledge(to_seq: int) -> None:
     """Record that central applied everything up to `to_seq` (never moves backwards)."""
-    with db.atomic():
+    with write_transaction():
         if to_seq > pushed_seq():
             SyncState.set_value(PUSHED_SEQ, str(to_seq))

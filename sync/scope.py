@@ -15,12 +15,24 @@ from __future__ import annotations
 
 from collections import deque
 
-from peewee import ForeignKeyField
+from peewee import ForeignKeyField, SqliteDatabase
 
 from models import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, db
 from models.org import CENTRAL_NODE, Cell
 
 HOME_KEY = "cell_home:{}"
+
+
+def write_transaction():
+    """A transaction that takes SQLite's write lock up front.
+
+    A deferred SQLite transaction that reads and then writes fails at once ("database is locked")
+    when another connection wrote in between; taking the lock first makes concurrent writers wait
+    for each other (busy_timeout) instead. Other databases get a plain transaction.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
 
 
 def scoped_models() -> list[type[SyncedModel]]:
@@ -85,7 +97,10 @@ def rehome_cells(origin: str = CENTRAL_NODE) -> int:
         # Records of a cell never handed over were logged for central, the default holder.
         if homes.get(cell.id, CENTRAL_NODE) == cell.node_id:
             continue
-        with db.atomic():
+        with write_transaction():
+            # Another worker may have re-homed this cell while we waited for the lock.
+            if SyncState.get_value(HOME_KEY.format(cell.id), CENTRAL_NODE) == cell.node_id:
+                continue
             for model in scoped_models():
                 query = records_of_cell(model, cell.id)
                 if query is None:

@@ -17,27 +17,20 @@ import time
 import uuid
 from typing import Any, Mapping
 
-from peewee import DoesNotExist, ForeignKeyField, IntegrityError, SqliteDatabase
+from peewee import DoesNotExist, ForeignKeyField, IntegrityError
 
-from models import SYNCED_MODELS, ChangeLog, Node, ValidationError, clock, db
+from models import SYNCED_MODELS, ChangeLog, Node, ValidationError, clock
 from models.base import apply_wire, utcnow
 from models.clock import decode
 from models.migrations import SCHEMA_VERSION
 from models.sync_state import AppliedBatch
 
 from .protocol import PROTOCOL_VERSION, Refusal, content_hash, setting
-from .scope import rehome_cells
+from .scope import rehome_cells, write_transaction
 
 BATCH_FIELDS = {"batch_id": str, "node_id": str, "schema_version": int, "from_seq": int,
                 "to_seq": int, "content_hash": str, "changes": list}
 CHANGE_FIELDS = {"table": str, "record_id": str, "hlc": str, "payload": dict}
-
-
-def _transaction():
-    """A write transaction; on SQLite take the write lock up front so concurrent pushes queue, not fail."""
-    if isinstance(db.obj, SqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
 
 
 def check_schema(node_schema: Any) -> None:
@@ -213,7 +206,7 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
         return _replay(stored, node, body), True
     applied = skipped = 0
     try:
-        with _transaction():
+        with write_transaction():
             for index, (model, values, change) in enumerate(checked):
                 ref = _record_ref(index, change)
                 _check_parents(model, values, ref)
