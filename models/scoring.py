@@ -227,3 +227,30 @@ def score_answer_set(answer_set) -> SheetScore:
     rules = rule_set_of(answer_set)
     computed = computed_values(Meeting.get_by_id(answer_set.meeting_id)) if answer_set.meeting_id else {}
     return score_sheet(version_items(version), answers, computed, rules.params if rules else {})
+
+
+# -- annual review (366-QĐ/TW): levels and the quota, from the rule set ----------------------------
+
+ANNUAL_LEVEL_ORDER = ("excellent", "good", "complete")
+
+
+def annual_level(points: float, params: dict) -> str:
+    """The annual rating level a 100-point result reaches by score alone ('not_complete' below all)."""
+    bands = params["annual_rating_bands"]
+    for level in ANNUAL_LEVEL_ORDER:
+        if points >= float(bands[level]):
+            return level
+    return "not_complete"
+
+
+def excellent_quota(good_count: int, params: dict) -> int:
+    """How many may be rated excellent: at most the rule set's share of those rated good (rounded down)."""
+    return int(good_count * float(params["excellent_quota_pct_of_good"]) // 100)
+
+
+def meets_annual_tot(meeting_bands: list[str], params: dict) -> bool:
+    """Phú Thọ: a year's meetings earn an annual 'Tốt' when all are Khá or better and enough are Tốt."""
+    if not meeting_bands:
+        return False
+    good = all(code in ("tot", "kha") for code in meeting_bands)
+    return good and meeting_bands.count("tot") >= int(params["annual_tot_min_good_meetings"])

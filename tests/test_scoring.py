@@ -238,3 +238,26 @@ def test_property_random_answers_stay_in_range_and_band_matches_rules(sheets, da
         assert all(result.percentage < b["min"] for b in above)
     else:
         assert result.band is None
+
+
+@pytest.mark.parametrize("points, level", [(95, "excellent"), (90, "excellent"), (89.9, "good"), (70, "good"),
+                                           (69, "complete"), (50, "complete"), (49.5, "not_complete")])
+def test_annual_level_follows_366_bands(sheets, points, level):
+    """366-QĐ/TW: 90 / 70 / 50 from the rule set."""
+    from models.scoring import annual_level
+
+    _by_code, params, _old = sheets
+    assert annual_level(points, params) == level
+
+
+def test_excellent_quota_and_annual_tot_come_from_the_rule_set(sheets):
+    """At most 20% of 'good' may be 'excellent'; 7 Tốt meetings and none below Khá make an annual Tốt."""
+    from models.scoring import excellent_quota, meets_annual_tot
+
+    _by_code, params, _old = sheets
+    assert [excellent_quota(n, params) for n in (0, 4, 5, 14, 15)] == [0, 0, 1, 2, 3]
+    assert excellent_quota(10, {**params, "excellent_quota_pct_of_good": 30}) == 3
+    year = ["tot"] * 7 + ["kha"] * 5
+    assert meets_annual_tot(year, params) is True
+    assert meets_annual_tot(["tot"] * 6 + ["kha"] * 6, params) is False
+    assert meets_annual_tot(["tot"] * 11 + ["trung_binh"], params) is False
