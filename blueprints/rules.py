@@ -77,3 +77,28 @@ def rule_set_new():
                    annual_levels=ANNUAL_LEVELS, organisations=list(Organisation.live().order_by(Organisation.name)),
                    bases=list(RuleSet.live().order_by(RuleSet.effective_from.desc())))
     return render_template(template, **context), (422 if errors else 200)
+
+
+@bp.route("/<rule_set_id>/end", methods=("POST",))
+@role_required("admin")
+def rule_set_end(rule_set_id: str):
+    """Set or clear the last day a rule set applies (meetings already judged keep it pinned)."""
+    from models.rules import _parse_date
+
+    central_only()
+    rules = get_rule_set_or_404(rule_set_id)
+    text = request.form.get("effective_to", "").strip()
+    error = ""
+    try:
+        rules.effective_to = _parse_date(text) if text else None
+        rules.save()
+    except ValidationError as exc:  # a ValueError too: catch it first
+        error = " ".join(exc.errors.values())
+    except (ValueError, TypeError):
+        error = "Ngày hết hiệu lực không hợp lệ (dd/mm/yyyy)."
+    if error:
+        rules = get_rule_set_or_404(rule_set_id)
+        org = Organisation.get_or_none(Organisation.id == rules.organisation_id) if rules.organisation_id else None
+        return render_template("rules/view.html", rules=rules, params=rules.params, specs=PARAM_SPECS,
+                               annual_levels=ANNUAL_LEVELS, org=org, end_error=error, end_value=text), 422
+    return redirect(url_for("rules.rule_set_view", rule_set_id=rules.id), 303)

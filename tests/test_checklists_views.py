@@ -331,3 +331,25 @@ def test_import_and_export_views(seeded, app, client, auth):
     assert download.status_code == 200
     assert download.headers["Content-Disposition"].startswith("attachment; filename=giam-sat-phien-ban-1.xlsx")
     assert load_workbook(io.BytesIO(download.data))["mau"]["B1"].value == "giam-sat"
+
+
+def test_rule_set_end_date_set_and_validated(seeded, app, client, auth):
+    """Ending the national 42-HD set moves later dates to no rule set; a bad or early date is refused."""
+    import datetime as dt
+
+    from models.rules import rule_set_for
+
+    auth.login("admin")
+    with app.app_context(), db.connection_context():
+        rid = RuleSet.get(RuleSet.code == "42-HD/BTCTW").id
+    auth.token(f"/rules/{rid}")
+    bad = client.post(f"/rules/{rid}/end", data={"csrf_token": auth.csrf, "effective_to": "31/02/2026"})
+    assert bad.status_code == 422 and "Ngày hết hiệu lực không hợp lệ" in bad.get_data(as_text=True)
+    early = client.post(f"/rules/{rid}/end", data={"csrf_token": auth.csrf, "effective_to": "01/01/2020"})
+    assert early.status_code == 422 and "phải sau ngày bắt đầu" in early.get_data(as_text=True)
+    assert 'value="01/01/2020"' in early.get_data(as_text=True)
+    ok = client.post(f"/rules/{rid}/end", data={"csrf_token": auth.csrf, "effective_to": "31/12/2026"})
+    assert ok.status_code == 303
+    with app.app_context(), db.connection_context():
+        assert rule_set_for(dt.date(2027, 1, 1)) is None
+        assert rule_set_for(dt.date(2026, 12, 31)).code == "42-HD/BTCTW"
