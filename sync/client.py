@@ -175,16 +175,26 @@ def handshake(client: CentralClient, config: Mapping[str, Any], node_id: str, re
 def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], limits: dict,
              report: SyncReport, say: Progress) -> None:
     """Push batches until the outbox is empty or central refuses one (then stop pushing)."""
-    size = min(setting(config, "SYNC_BATCH_SIZE"), int(limits.get("max_batch_changes") or 10**9))
+    size = setting(config, "SYNC_BATCH_SIZE")
+    if limits.get("max_batch_changes"):
+        size = min(size, int(limits["max_batch_changes"]))
     max_bytes = int(limits.get("max_request_bytes") or 0) or None
+    prefix = None
     while True:
-        batch = next_batch(node_id, SCHEMA_VERSION, size, max_bytes)
+        batch = next_batch(node_id, SCHEMA_VERSION, prefix or size, max_bytes)
+        prefix = None
         if batch is None:
             return
         status, body = client.call("POST", "/push", json=batch.to_wire())
         if status == 401 or status >= 500:
             raise SyncError(_refusal_message(status, body, "lô thay đổi"), status, body.get("error", ""))
         if status != 200:
+            refused = body.get("record") if isinstance(body.get("record"), dict) else {}
+            index = refused.get("index")
+            if status in (403, 422) and isinstance(index, int) and 0 < index < len(batch.changes):
+                # Central named the change it refuses: deliver everything queued before it, then stop there.
+                prefix = index
+                continue
             # The batch stays queued; pulling can still go on (a later issue sets bad records aside).
             report.errors.append(_refusal_message(status, body, f"lô {batch.from_seq}–{batch.to_seq}"))
             say(report.errors[-1])

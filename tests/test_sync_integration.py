@@ -59,6 +59,19 @@ with app.app_context(), db.connection_context():
     print(Member.create(cell=sys.argv[1], full_name="Ngô Thị Mới Vào").id)
 """
 
+WRITE_ON_FIELD = """
+import sys, datetime as dt
+from app import create_app
+from models import Cell, Meeting, db
+app = create_app()
+with app.app_context(), db.connection_context():
+    meeting = Meeting.create(cell=sys.argv[1], held_on=dt.date.today(), title="Ghi trước thay đổi sai")
+    cell = Cell.get(Cell.code == "CB01")
+    cell.name = "Đổi tên trái phép tại đội"
+    cell.save()
+    print(meeting.id)
+"""
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -245,3 +258,19 @@ def test_two_nodes_sync_both_ways_and_a_second_sync_changes_nothing(nodes):
     again = sync(field)
     assert "Đã gửi 0 thay đổi" in again.stdout and "đã nhận 0 thay đổi" in again.stdout
     assert (fingerprint(central), fingerprint(field)) == before
+
+
+def test_a_refused_change_holds_back_only_itself_and_what_follows(nodes):
+    """A change outside the node's scope is refused; what was queued before it still reaches central."""
+    central, field, _server, ids = nodes
+    sync(field)
+    meeting_id = run(field, "-c", WRITE_ON_FIELD, ids["cb02"]).stdout.strip().splitlines()[-1]
+    result = sync(field, check=False)
+    assert result.returncode != 0
+    assert "từ chối" in result.stderr and "403" in result.stderr
+    assert query(central, "SELECT title FROM meeting WHERE id=?", meeting_id) == [("Ghi trước thay đổi sai",)]
+    assert query(central, "SELECT name FROM cell WHERE code='CB01'") == [("Chi bộ Văn phòng",)]
+    pushed = int(query(field, "SELECT value FROM sync_state WHERE key='pushed_seq'")[0][0])
+    held = query(field, "SELECT \"table\" FROM change_log WHERE origin='doi-1' AND seq > ? ORDER BY seq", pushed)
+    # The meeting (and what was written with it) went; the rename is still queued, not dropped.
+    assert ("cell",) in held and ("meeting",) not in held
