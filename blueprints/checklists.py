@@ -128,7 +128,9 @@ def form_response(template_name: str, page: str, status: int, **context):
 @login_required
 def template_index():
     """Every template with its versions and their status."""
-    templates = list(ChecklistTemplate.live().order_by(ChecklistTemplate.kind, ChecklistTemplate.name))
+    order = list(TEMPLATE_KINDS)
+    templates = sorted(ChecklistTemplate.live(), key=lambda t: (
+        order.index(t.kind) if t.kind in order else len(order), t.name))
     versions: dict[str, list] = {}
     for v in TemplateVersion.live().order_by(TemplateVersion.number.desc()):
         versions.setdefault(v.template_id, []).append(v)
