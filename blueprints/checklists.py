@@ -8,6 +8,7 @@ validation, XLSX) is in models/checklists.py and models/checklist_xlsx.py; views
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -35,6 +36,7 @@ from models.checklists import (
     publish_errors,
     retire,
     set_answer,
+    version_items,
     version_tree,
 )
 
@@ -209,9 +211,16 @@ def version_view(version_id: str):
 @login_required
 def version_preview(version_id: str):
     """The sheet exactly as the tablet shows it (controls inert: nothing is saved)."""
+    from models.rules import rule_set_for
+    from models.scoring import score_sheet
+
     version = get_version_or_404(version_id)
+    rules = rule_set_for(dt.date.today())
+    score = score_sheet(version_items(version), {}, {}, rules.params if rules else {})
     template_name = "checklists/_sheet.html" if htmx else "checklists/preview.html"
-    return render_template(template_name, **editor_context(version))
+    return render_template(template_name, answer_set=None, answers={}, score=score,
+                           results={r.code: r for r in score.items}, writable=True, role="self",
+                           roles=ANSWER_ROLES, other_score=None, **editor_context(version))
 
 
 @bp.route("/versions/<version_id>/settings", methods=("POST",))
