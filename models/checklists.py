@@ -476,7 +476,10 @@ def parse_answer(item: TemplateItem, raw: Any) -> Any:
     if kind in ("count", "score", "computed"):
         if isinstance(raw, bool) and kind == "computed":
             return raw
-        value = float(str(raw).strip().replace(",", "."))
+        try:
+            value = float(str(raw).strip().replace(",", "."))
+        except ValueError:
+            raise ValueError("Vui lòng nhập một số.") from None
         if value < 0:
             raise ValueError("Giá trị không được âm.")
         if kind == "count" and not value.is_integer():
@@ -496,7 +499,13 @@ def parse_answer(item: TemplateItem, raw: Any) -> Any:
             raise ValueError("Lựa chọn không hợp lệ.")
         return chosen
     if kind == "datetime":
-        return dt.datetime.fromisoformat(str(raw).strip()).isoformat(timespec="minutes")
+        text = str(raw).strip()
+        for parse in (dt.datetime.fromisoformat, lambda t: dt.datetime.strptime(t, "%d/%m/%Y %H:%M")):
+            try:
+                return parse(text).isoformat(timespec="minutes")
+            except ValueError:
+                continue
+        raise ValueError("Ngày giờ không hợp lệ (dd/mm/yyyy HH:MM).")
     return str(raw).strip()
 
 
@@ -508,9 +517,8 @@ def set_answer(answer_set: AnswerSet, item: TemplateItem, raw: Any, na: bool = F
         raise ValidationError({"item": f"Tiêu chí {item.code} không được đánh dấu “không áp dụng”."})
     try:
         value = None if na else parse_answer(item, raw)
-    except ValueError as exc:
-        message = str(exc) if any(ord(ch) > 127 for ch in str(exc)) else "Giá trị không hợp lệ."
-        raise ValidationError({"value": f"{item.code}: {message}"}) from None
+    except ValueError as exc:  # parse_answer raises only Vietnamese messages
+        raise ValidationError({"value": f"{item.code}: {exc}"}) from None
     row = Answer.get_or_none((Answer.answer_set == answer_set.id) & (Answer.item == item.id))
     if row is None:
         row = Answer(answer_set=answer_set.id, item=item.id)

@@ -134,3 +134,40 @@ def test_old_meeting_keeps_its_version_after_a_new_one_is_published(seeded, app,
     assert "phiên bản 2" in fresh and "Chỉ thị 50-CT/TW" in fresh
     with app.app_context(), db.connection_context():
         assert AnswerSet.get_by_id(new_set).version_id == draft.id
+
+
+def test_multi_choice_toggles_and_datetime_text_answers(seeded, app, client, auth):
+    """A committee's own sheet with multi-choice, date/time and text items fills tap by tap."""
+    import json
+
+    from models.checklists import ChecklistTemplate, TemplateSection
+
+    with app.app_context(), db.connection_context():
+        template = ChecklistTemplate.create(code="bieu-rieng", name="Biểu riêng của Đảng ủy", kind="thuong_ky")
+        draft = new_draft(template, total_points=6)
+        section = TemplateSection.create(version=draft.id, title="Nội dung", position=1)
+        choices = [{"value": "1", "label": "Thời sự", "points": 2}, {"value": "2", "label": "Nghị quyết", "points": 2},
+                   {"value": "3", "label": "Tự phê bình", "points": 2}]
+        TemplateItem.create(version=draft.id, section=section.id, position=1, code="M1", text="Nội dung đã sinh hoạt",
+                            type="multi_choice", points=6, choices_json=json.dumps(choices, ensure_ascii=False))
+        TemplateItem.create(version=draft.id, section=section.id, position=2, code="M2", text="Giờ khai mạc",
+                            type="datetime", points=0)
+        TemplateItem.create(version=draft.id, section=section.id, position=3, code="M3", text="Thư ký", type="text",
+                            points=0, required=True)
+        publish(draft)
+    auth.login("bithu1")
+    html, set_id = open_sheet(client, seeded.meeting.id)
+    assert "Biểu riêng của Đảng ủy" in html
+    auth.token("/")
+    url = f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M1')}"
+    auth.htmx_post(url, data={"toggle": "1"})
+    both = auth.htmx_post(url, data={"toggle": "3"})
+    assert 'data-testid="score-total">4/6' in both.get_data(as_text=True)
+    one = auth.htmx_post(url, data={"toggle": "1"})
+    assert 'data-testid="score-total">2/6' in one.get_data(as_text=True)
+    when = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M2')}", data={"value": "2026-01-05T14:00"})
+    assert 'value="2026-01-05T14:00"' in when.get_data(as_text=True)
+    bad = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M2')}", data={"value": "chiều nay"})
+    assert bad.status_code == 422 and "M2: Ngày giờ không hợp lệ (dd/mm/yyyy HH:MM)." in bad.get_data(as_text=True)
+    text = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M3')}", data={"value": "Trần Thị Bình"})
+    assert "1 mục bắt buộc chưa trả lời" not in text.get_data(as_text=True)
