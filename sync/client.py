@@ -60,6 +60,7 @@ class CentralClient:
     """A thin HTTP client for central's sync API (Bearer token, timeouts, Vietnamese errors)."""
 
     def __init__(self, base_url: str, token: str, connect_timeout: float, read_timeout: float):
+        """One session per run, so connections are reused across batches and pages."""
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()

@@ -63,6 +63,7 @@ class SyncError(Exception):
     """A sync run failed; the message is Vietnamese and says what to do. The queue is kept."""
 
     def __init__(self, message: str, status: int | None = None, code: str = ""):
+        """Keep the HTTP status and error code central gave, when there was one."""
         super().__init__(message)
         self.status = status
         self.code = code
@@ -72,6 +73,7 @@ class Refusal(Exception):
     """Central refuses a request: HTTP status, a stable error code, a Vietnamese message, details."""
 
     def __init__(self, status: int, code: str, message: str, **details: Any):
+        """A refusal with its status, code, message and any details for the JSON body."""
         super().__init__(message)
         self.status = status
         self.code = code

@@ -37,8 +37,7 @@ def write_transaction():
 
 def scoped_models() -> list[type[SyncedModel]]:
     """Synced models whose scope depends on data (not '*'), parents before children."""
-    own = [m for m in topological_models() if m.sync_scope is not SyncedModel.sync_scope and m is not Cell]
-    return own
+    return [m for m in topological_models() if m.sync_scope is not SyncedModel.sync_scope and m is not Cell]
 
 
 def topological_models() -> list[type[SyncedModel]]:
@@ -48,6 +47,7 @@ def topological_models() -> list[type[SyncedModel]]:
     seen: set = set()
 
     def visit(model, trail=()):
+        """Depth-first: place every parent before `model` (self-references and cycles ignored)."""
         if model in seen or model in trail:
             return
         for fk in model._meta.refs:

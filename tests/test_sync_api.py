@@ -411,3 +411,31 @@ def test_sync_api_is_not_served_by_a_field_node(tmp_path):
                         "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
     response = field.test_client().get("/sync/v1/pull?cursor=0", headers={"Authorization": "Bearer x"})
     assert response.status_code == 404
+
+
+def pull_all(client, token: str, cursor: int = 0) -> tuple[list[dict], int]:
+    """Every change after `cursor`, page by page; return them and the final cursor."""
+    changes = []
+    while True:
+        page = client.get(f"/sync/v1/pull?cursor={cursor}&limit=50",
+                          headers={"Authorization": f"Bearer {token}"}).get_json()
+        changes += page["changes"]
+        cursor = page["next_cursor"]
+        if not page["more"]:
+            return changes, cursor
+
+
+def test_a_cell_handed_over_later_brings_its_history(app, client, org, token):
+    """When central gives the node another cell, the cell's existing records arrive on the next pull."""
+    _, cursor = pull_all(client, token)
+    with app.app_context(), db.connection_context():
+        cell = Cell.get_by_id(org.cell.id)
+        cell.node_id = NODE
+        cell.save()
+    changes, end = pull_all(client, token, cursor)
+    ids = [c["record_id"] for c in changes]
+    assert {m.id for m in org.members} <= set(ids) and org.meeting.id in ids
+    # Parents first: the cell change comes before its members.
+    assert ids.index(org.cell.id) < min(ids.index(m.id) for m in org.members)
+    # Re-homing happens once: a further pull is empty.
+    assert pull_all(client, token, end)[0] == []

@@ -108,6 +108,7 @@ class Server:
     """`python app.py` in a subprocess, waited for with a bounded poll, always terminated."""
 
     def __init__(self, env: dict[str, str], log: Path):
+        """Start the server and wait until it answers /login (bounded)."""
         self.url = f"http://127.0.0.1:{env['CHIBO_PORT']}"
         self._log = log.open("w")
         self.proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
