@@ -56,6 +56,52 @@ def users_create(username, role, full_name, cell_code, password):
     click.echo(f"Đã tạo tài khoản {username} ({role}).")
 
 
+@users_cli.command("reset-password")
+@click.argument("username")
+@click.password_option("--password", prompt="Mật khẩu mới", confirmation_prompt="Nhập lại mật khẩu mới")
+def users_reset_password(username, password):
+    """Set a new password for an account and lift its failed-login block."""
+    from models.audit import acting_as
+    from models.users import clear_failed_logins
+
+    user = User.get_or_none((User.username == username) & User.deleted_at.is_null())
+    if user is None:
+        raise click.ClickException(f"Không có tài khoản {username}.")
+    try:
+        with acting_as("", "Dòng lệnh (CLI)"):
+            user.set_password(password)
+            user.save()
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    clear_failed_logins(username)
+    click.echo(f"Đã đặt lại mật khẩu cho {username}.")
+
+
+@users_cli.command("deactivate")
+@click.argument("username")
+@click.option("--undo", is_flag=True, help="Mở khóa lại tài khoản.")
+def users_deactivate(username, undo):
+    """Lock an account (it can no longer log in anywhere), or unlock it with --undo."""
+    from models.audit import acting_as
+
+    user = User.get_or_none((User.username == username) & User.deleted_at.is_null())
+    if user is None:
+        raise click.ClickException(f"Không có tài khoản {username}.")
+    user.active = bool(undo)
+    with acting_as("", "Dòng lệnh (CLI)"):
+        user.save()
+    click.echo(f"Đã {'mở khóa' if undo else 'khóa'} tài khoản {username}.")
+
+
+@users_cli.command("list")
+def users_list():
+    """List accounts with role, cell and state."""
+    cells = {c.id: c.code for c in Cell.select()}
+    for user in User.live().order_by(User.username):
+        state = "hoạt động" if user.active else "đã khóa"
+        click.echo(f"{user.username}\t{user.role}\t{cells.get(user.cell_id, '-')}\t{state}")
+
+
 @nodes_cli.command("register")
 @click.argument("node_id")
 @click.option("--name", default="", help="Tên hiển thị, ví dụ 'Đội QLTT số 1'.")

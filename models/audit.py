@@ -55,6 +55,18 @@ FIELD_LABELS = {
 }
 
 
+def _value_labels() -> dict[tuple[str, str], dict]:
+    """Codes shown as words (status 'full' -> 'Đảng viên chính thức'); imported late to avoid a cycle."""
+    from .members import GENDERS, MEMBER_STATUSES, POSITION_KINDS, POSITIONS
+    from .org import CELL_TYPES, ORG_LEVELS
+    from .users import ROLES
+
+    return {("member", "status"): MEMBER_STATUSES, ("member", "gender"): GENDERS,
+            ("member", "position"): POSITIONS, ("member_status_change", "status"): MEMBER_STATUSES,
+            ("position", "kind"): POSITION_KINDS, ("cell", "cell_type"): CELL_TYPES,
+            ("organisation", "level"): ORG_LEVELS, ("app_user", "role"): ROLES}
+
+
 def _show(field, value) -> str:
     """One stored value as a person reads it."""
     from peewee import BooleanField, DateField, ForeignKeyField
@@ -104,10 +116,13 @@ class AuditEntry(SyncedModel):
     def display_changes(self) -> list[tuple[str, str, str]]:
         """(label, old, new) in Vietnamese: dd/mm/yyyy dates, Có/Không, names instead of ids."""
         model = base.SYNCED_MODELS.get(self.table)
+        labels = _value_labels()
         out = []
         for name, change in self.changes.items():
             field = model._meta.fields.get(name) if model else None
-            out.append((FIELD_LABELS.get(name, name), _show(field, change.get("old")), _show(field, change.get("new"))))
+            words = labels.get((self.table, name), {})
+            old, new = change.get("old"), change.get("new")
+            out.append((FIELD_LABELS.get(name, name), words.get(old) or _show(field, old), words.get(new) or _show(field, new)))
         return out
 
     @property

@@ -178,3 +178,19 @@ def test_expired_session_during_htmx_redirects_to_login_and_back(app, client, au
     token = auth.token(target)
     back = client.post(target, data={"username": "bithu1", "password": PASSWORD, "csrf_token": token})
     assert back.status_code == 303 and back.headers["Location"] == page
+
+
+def test_cli_reset_password_and_deactivate(app, runner, org, auth, AuthActions):
+    """The CLI resets a password (lifting the block) and locks or unlocks an account."""
+    for _ in range(5):
+        auth.login("bithu1", "sai-mat-khau")
+    result = runner.invoke(args=["users", "reset-password", "bithu1", "--password", "mat-khau-cli-123"])
+    assert result.exit_code == 0 and "Đã đặt lại mật khẩu" in result.output
+    assert AuthActions(app.test_client()).login("bithu1", "mat-khau-cli-123").status_code == 303
+    result = runner.invoke(args=["users", "deactivate", "bithu1"])
+    assert result.exit_code == 0
+    assert AuthActions(app.test_client()).login("bithu1", "mat-khau-cli-123").status_code == 422
+    runner.invoke(args=["users", "deactivate", "bithu1", "--undo"])
+    assert AuthActions(app.test_client()).login("bithu1", "mat-khau-cli-123").status_code == 303
+    assert "bithu1\tsecretary\tCB01\thoạt động" in runner.invoke(args=["users", "list"]).output
+    assert runner.invoke(args=["users", "reset-password", "khong-co", "--password", "x" * 9]).exit_code != 0
