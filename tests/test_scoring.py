@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from models import db
 from models.checklist_seed import SEED_TEMPLATES, seed_checklists
 from models.checklists import ChecklistTemplate, published_version, version_items
-from models.rules import RuleSet, band_for, rule_set_for
+from models.rules import band_for, rule_set_for
 from models.scoring import AnswerValue, judge_computed, score_sheet
 
 
