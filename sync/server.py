@@ -207,6 +207,10 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
     applied = skipped = 0
     try:
         with write_transaction():
+            # Checked again under the write lock: a concurrent push of the same batch may have won.
+            stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
+            if stored is not None:
+                return _replay(stored, node, body), True
             for index, (model, values, change) in enumerate(checked):
                 ref = _record_ref(index, change)
                 _check_parents(model, values, ref)

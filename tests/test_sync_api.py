@@ -439,3 +439,24 @@ def test_a_cell_handed_over_later_brings_its_history(app, client, org, token):
     assert ids.index(org.cell.id) < min(ids.index(m.id) for m in org.members)
     # Re-homing happens once: a further pull is empty.
     assert pull_all(client, token, end)[0] == []
+
+
+def test_the_same_batch_pushed_twice_at_once_is_applied_once(app, org, token):
+    """Two workers receiving the same batch at the same moment: one applies, the other replays."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    meetings = [new_meeting(org) for _ in range(30)]
+    body = batch([change(m) for m in meetings])
+    before = ChangeLog.select().count()
+
+    def send(_):
+        """One worker's request."""
+        return push(app.test_client(), body, token)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(pool.map(send, range(2)))
+    assert [r.status_code for r in answers] == [200, 200]
+    assert answers[0].get_json() == answers[1].get_json()
+    assert sorted(r.headers.get("X-Chibo-Replay", "0") for r in answers) == ["0", "1"]
+    assert ChangeLog.select().count() == before + len(meetings)
+    assert AppliedBatch.select().count() == 1
