@@ -28,7 +28,9 @@ bp = Blueprint("cells", __name__)
 def index():
     """Home: the cells this user may read, each with its roll size and last meeting."""
     cells = list(readable_cells().order_by(Cell.code))
-    return render_template("cells/index.html", cells=cells, overview=cell_overview(cells))
+    # Members do not see charter warnings about their comrades; everyone else sees the count per cell.
+    warnings = {c.id: len(cell_warnings(c)) for c in cells} if current_user.role != "member" else {}
+    return render_template("cells/index.html", cells=cells, overview=cell_overview(cells), warnings=warnings)
 
 
 @bp.route("/cells/<cell_id>")

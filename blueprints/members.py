@@ -4,19 +4,22 @@ roster import with preview and export.
 Every record is loaded through access.py (404 missing, 403 someone else's); writes also need the
 node that holds the cell (central's admin may correct any member). The list answers the whole page
 normally and only the result table for htmx search-as-you-type. Import: upload -> `ImportJob`
-with per-row messages (nothing written) -> apply in one transaction (all rows or none).
+with per-row messages (nothing written) -> apply in one transaction (all rows or none). A long file
+(more than IMPORT_BACKGROUND_ROWS rows) is applied in a background thread while the page polls a
+progress fragment, which stops polling with 286 once the job row says it is done.
 """
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
+import threading
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
 from models import Cell, Member, Position, ValidationError, db
-from models.audit import history
+from models.audit import acting_as, history
 from models.charter import member_warnings
 from models.members import (
     GENDERS,
@@ -37,6 +40,12 @@ from .access import can_edit_members, get_member_or_404, readable_cells, readabl
 from .web import htmx
 
 bp = Blueprint("members", __name__)
+
+IMPORT_BACKGROUND_ROWS = 200
+# Job id -> (done, total, error) while a background import runs. Per process: with several workers
+# a poll may land elsewhere and shows "đang nhập" without numbers; the finished state is in the job row.
+_PROGRESS: dict[str, tuple[int, int, str]] = {}
+_PROGRESS_LOCK = threading.Lock()
 
 STATUS_FILTERS = {"on_roll": "Đang sinh hoạt (mọi trạng thái trên danh sách)", "": "Tất cả", **MEMBER_STATUSES}
 LIST_LIMIT = 300
@@ -330,6 +339,11 @@ def _get_job_or_404(job_id: str) -> ImportJob:
 def import_view(job_id: str):
     """The preview: every row with its messages; the apply button only when all rows are valid."""
     job = _get_job_or_404(job_id)
+    if job.status in ("running", "applied", "failed"):
+        # Re-checking an applied file would flag every card number as already used: show the outcome.
+        with _PROGRESS_LOCK:
+            done, total, error = _PROGRESS.get(job.id, (0, len(job.rows), ""))
+        return render_template("members/import_status.html", job=job, done=done, total=total, error=error)
     results = validate_rows(job.rows, _import_cells())
     return render_template("members/import_preview.html", job=job, results=results,
                            bad=sum(1 for r in results if not r.ok), statuses=MEMBER_STATUSES,
@@ -341,17 +355,57 @@ def import_view(job_id: str):
 def import_apply(job_id: str):
     """Create every member of the file in one transaction, re-checked now; all or nothing."""
     job = _get_job_or_404(job_id)
-    if job.status == "applied":
-        return redirect(url_for("members.member_list"), 303)
+    if job.status in ("applied", "running"):
+        return redirect(url_for("members.import_view", job_id=job.id), 303)
     results = validate_rows(job.rows, _import_cells())
+    bad = sum(1 for r in results if not r.ok)
+    if not bad and len(results) > int(current_app.config.get("IMPORT_BACKGROUND_ROWS", IMPORT_BACKGROUND_ROWS)):
+        job.status = "running"
+        job.save()
+        _set_progress(job.id, 0, len(results), "")
+        worker = threading.Thread(target=_apply_in_background, daemon=True,
+                                  args=(job.id, results, current_user.id, current_user.full_name or current_user.username))
+        worker.start()
+        return redirect(url_for("members.import_view", job_id=job.id), 303)
     try:
         created = apply_rows(results)
     except ValidationError as exc:
-        return render_template("members/import_preview.html", job=job, results=results,
-                               bad=sum(1 for r in results if not r.ok), statuses=MEMBER_STATUSES,
-                               position_kinds=POSITION_KINDS, genders=GENDERS,
+        return render_template("members/import_preview.html", job=job, results=results, bad=bad,
+                               statuses=MEMBER_STATUSES, position_kinds=POSITION_KINDS, genders=GENDERS,
                                apply_error=exc.errors.get("rows", str(exc))), 422
     job.status, job.created_count = "applied", len(created)
     job.save()
     flash(f"Đã nhập {len(created)} đảng viên từ tệp {job.filename}.", "info")
     return redirect(url_for("members.member_list", status=""), 303)
+
+
+def _set_progress(job_id: str, done: int, total: int, error: str) -> None:
+    with _PROGRESS_LOCK:
+        _PROGRESS[job_id] = (done, total, error)
+
+
+def _apply_in_background(job_id: str, results, user_id: str, user_name: str) -> None:
+    """Apply a long import on its own connection, reporting progress; record the outcome on the job."""
+    with db.connection_context(), acting_as(user_id, user_name):
+        total = len(results)
+        try:
+            created = apply_rows(results, progress=lambda done, _total: _set_progress(job_id, done, total, ""))
+        except Exception as exc:  # the transaction rolled back: nothing was written
+            message = "; ".join(exc.errors.values()) if isinstance(exc, ValidationError) else "Lỗi ngoài ý muốn."
+            _set_progress(job_id, 0, total, message)
+            ImportJob.update(status="failed").where(ImportJob.id == job_id).execute()
+            return
+        ImportJob.update(status="applied", created_count=len(created)).where(ImportJob.id == job_id).execute()
+        _set_progress(job_id, len(created), total, "")
+
+
+@bp.route("/members/import/<job_id>/progress")
+@login_required
+def import_progress(job_id: str):
+    """The progress fragment: polled every second while running; 286 stops the polling when done."""
+    job = _get_job_or_404(job_id)
+    with _PROGRESS_LOCK:
+        done, total, error = _PROGRESS.get(job.id, (0, len(job.rows), ""))
+    body = render_template("members/_import_progress.html", job=job, done=done, total=total, error=error)
+    finished = job.status in ("applied", "failed")
+    return body, (286 if finished and htmx else 200)

@@ -122,7 +122,7 @@ class MemberStatusChange(SyncedModel):
 
     def sync_scope(self) -> str:
         """Travels with the member."""
-        return Member.get_by_id(self.member_id).sync_scope()
+        return cell_node(Member.get_by_id(self.member_id).cell_id)
 
     def clean(self) -> None:
         """Known status, a date not in the future; exemption, transfer and striking off need a reason."""
@@ -153,7 +153,7 @@ class Position(SyncedModel):
 
     def sync_scope(self) -> str:
         """Travels with the member (the cell's node shows its committee)."""
-        return Member.get_by_id(self.member_id).sync_scope()
+        return cell_node(Member.get_by_id(self.member_id).cell_id)
 
     def clean(self) -> None:
         """Known kind, a start not in the future, an end after the start."""

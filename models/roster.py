@@ -250,8 +250,11 @@ def validate_rows(rows: list[dict[str, str]], cells: dict[str, Cell], today: dt.
     return results
 
 
-def apply_rows(results: list[RowResult], today: dt.date | None = None) -> list[Member]:
-    """Create every member in one transaction; ValidationError (nothing written) if any row fails."""
+def apply_rows(results: list[RowResult], today: dt.date | None = None, progress=None) -> list[Member]:
+    """Create every member in one transaction; ValidationError (nothing written) if any row fails.
+
+    `progress(done, total)`, when given, is called every 25 rows and at the end (for a progress bar).
+    """
     today = today or dt.date.today()
     bad = [r for r in results if not r.ok]
     if bad:
@@ -273,6 +276,8 @@ def apply_rows(results: list[RowResult], today: dt.date | None = None) -> list[M
                 if v["position"]:
                     assign_position(member, v["position"], today, note="Nhập từ danh sách đảng viên")
                 created.append(member)
+                if progress is not None and (len(created) % 25 == 0 or len(created) == len(results)):
+                    progress(len(created), len(results))
         except ValidationError as exc:
             transaction.rollback()
             line = r.line

@@ -190,3 +190,56 @@ def test_export_is_xlsx_that_imports_back(app, org, client, auth):
     response = client.get("/members/export.xlsx")
     assert response.status_code == 200 and response.data[:2] == b"PK"
     assert "attachment" in response.headers["Content-Disposition"]
+
+
+def _poll(client, job_url, tries=100):
+    """Poll the progress fragment as htmx does until it answers 286 (done)."""
+    import time
+
+    for _ in range(tries):
+        response = client.get(job_url + "/progress", headers={"HX-Request": "true"})
+        if response.status_code == 286:
+            return response
+        assert response.status_code == 200 and "Đang nhập" in response.get_data(as_text=True)
+        time.sleep(0.05)
+    raise AssertionError("the import never finished")
+
+
+def test_long_import_runs_in_background_with_progress(app, client, auth, admin):
+    """Above the threshold the apply runs in the background; the page polls until done (286)."""
+    app.config["IMPORT_BACKGROUND_ROWS"] = 2
+    before = _count()
+    response = upload(client, auth, xlsx_bytes(GOOD_ROWS), "dai.xlsx")
+    job_url = response.headers["Location"]
+    applied = client.post(job_url + "/apply", data={"csrf_token": auth.csrf})
+    assert applied.status_code == 303 and applied.headers["Location"] == job_url
+    done = _poll(client, job_url)
+    assert "Đã nhập 3 đảng viên" in done.get_data(as_text=True)
+    assert 'hx-trigger="every 1s"' not in done.get_data(as_text=True)
+    assert _count() == before + 3
+    with db.connection_context():
+        from models import AuditEntry
+
+        entry = AuditEntry.get((AuditEntry.table == "member") & (AuditEntry.action == "create")
+                               & (AuditEntry.user_name == "admin"))
+    assert entry.node == "central"
+    page = client.get(job_url).get_data(as_text=True)
+    assert "đã xong" in page and "đã có trong hệ thống" not in page
+
+
+def test_background_import_failure_writes_nothing(app, client, auth, admin, monkeypatch):
+    """If the background apply fails, the job says so and no member was created."""
+    import blueprints.members as members_views
+    from models import ValidationError
+
+    def failing(results, today=None, progress=None):
+        raise ValidationError({"rows": "Dòng 3: Số thẻ đảng viên trùng. Chưa nhập dòng nào."})
+
+    monkeypatch.setattr(members_views, "apply_rows", failing)
+    app.config["IMPORT_BACKGROUND_ROWS"] = 2
+    before = _count()
+    job_url = upload(client, auth, xlsx_bytes(GOOD_ROWS), "dai.xlsx").headers["Location"]
+    client.post(job_url + "/apply", data={"csrf_token": auth.csrf})
+    done = _poll(client, job_url)
+    assert "không nhập được" in done.get_data(as_text=True) and "Dòng 3" in done.get_data(as_text=True)
+    assert _count() == before

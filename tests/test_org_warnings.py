@@ -184,3 +184,14 @@ def test_only_central_admin_edits_the_tree(client, auth, org, username):
     assert client.get(f"/cells/{org.cell.id}/edit").status_code == 403
     assert client.get("/org/new").status_code == 403
     assert client.get("/org").status_code == (200 if username == "btv" else 403)
+
+
+def test_home_page_counts_each_cells_warnings(client, auth, org):
+    """The cells overview shows how many charter warnings each cell has."""
+    with db.connection_context():
+        member = Member.get_by_id(org.members[6].id)
+        member.admitted_on = add_months(TODAY, -15)
+        member.save()
+    auth.login("btv")
+    html = client.get("/").get_data(as_text=True)
+    assert "1 cảnh báo theo Điều lệ" in html

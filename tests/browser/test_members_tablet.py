@@ -118,3 +118,27 @@ def test_roster_import_preview_refusal_and_apply(page: Page, live_server, org, t
     with db.connection_context():
         member = Member.get(Member.full_name == "Trương Thị Nhập")
         assert member.cell_id == org.cell.id and member.card_number == "92.000111"
+
+
+def test_member_pages_at_desktop_size(browser, live_server, org):
+    """At 1366x768 the list, profile and import page fit the width too (the clerk's desktop)."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="vi-VN")
+    page = context.new_page()
+    try:
+        login(page, live_server, "admin")
+        for path in ("/members", f"/members/{org.members[0].id}", "/members/import", "/org", f"/cells/{org.cell.id}"):
+            page.goto(live_server + path)
+            expect(page.locator("h1")).to_be_visible()
+            assert no_horizontal_scroll(page), path
+    finally:
+        context.close()
+
+
+def test_tablet_pages_fit_portrait_width(page: Page, live_server, org):
+    """Profile, forms and the organisation tree have no horizontal scroll at 800 px."""
+    login(page, live_server, "admin")
+    for path in (f"/members/{org.members[0].id}", f"/members/{org.members[0].id}/edit", "/members/new",
+                 "/accounts", "/org", f"/cells/{org.cell.id}/edit", "/account/password"):
+        page.goto(live_server + path)
+        expect(page.locator("h1")).to_be_visible()
+        assert no_horizontal_scroll(page), path
