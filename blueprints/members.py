@@ -20,6 +20,7 @@ from flask_login import current_user, login_required
 
 from models import Cell, Member, Position, ValidationError, db
 from models.audit import acting_as, history
+from models.base import utcnow
 from models.charter import member_warnings
 from models.members import (
     GENDERS,
@@ -316,6 +317,9 @@ def roster_import():
             except RosterError as exc:
                 error = str(exc)
             else:
+                # Uploaded rosters hold personal data: keep them only as long as a preview needs.
+                ImportJob.delete().where((ImportJob.created_at < utcnow() - dt.timedelta(days=7))
+                                         & (ImportJob.status != "running")).execute()
                 job = ImportJob.create(user_id=current_user.id, filename=upload.filename[:200],
                                        rows_json=json.dumps(rows, ensure_ascii=False))
                 url = url_for("members.import_view", job_id=job.id)

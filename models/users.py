@@ -133,8 +133,10 @@ def login_blocked(username: str, address: str, *, window_minutes: int = LOGIN_WI
 
 
 def record_failed_login(username: str, address: str) -> None:
-    """Count one failed login against the account name and the address."""
+    """Count one failed login against the account name and the address (and drop rows a day old)."""
     LoginAttempt.create(username=(username or "").lower()[:60], address=(address or "")[:64])
+    # Only the window matters; pruning here keeps a password-guessing run from growing the table.
+    LoginAttempt.delete().where(LoginAttempt.at < utcnow() - dt.timedelta(days=1)).execute()
 
 
 def clear_failed_logins(username: str) -> None:

@@ -142,3 +142,20 @@ def test_tablet_pages_fit_portrait_width(page: Page, live_server, org):
         page.goto(live_server + path)
         expect(page.locator("h1")).to_be_visible()
         assert no_horizontal_scroll(page), path
+
+
+def test_expired_session_during_search_returns_to_the_same_list(page: Page, live_server, org):
+    """Session gone mid-search: htmx goes to the login page (never inside the list) and back after login."""
+    login(page, live_server, "bithu1")
+    page.goto(f"{live_server}/members?q=nguyen")
+    expect(page.get_by_test_id("member-row")).to_have_count(1)
+    page.context.clear_cookies()  # what an idle expiry looks like to the browser
+    page.get_by_label("Tìm theo họ tên hoặc số thẻ").fill("tran")
+    expect(page.get_by_role("heading", name="Đăng nhập")).to_be_visible()
+    assert "/login?next=" in page.url
+    expect(page.get_by_test_id("member-row")).to_have_count(0)  # no list under the login form
+    page.get_by_label("Tên đăng nhập").fill("bithu1")
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    expect(page.get_by_role("heading", name="Đảng viên")).to_be_visible()
+    assert "/members" in page.url and "q=" in page.url
