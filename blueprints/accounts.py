@@ -17,7 +17,6 @@ from models.audit import history
 from models.users import ROLES, clear_failed_logins
 
 from .access import central_admin_required
-from .web import htmx
 
 bp = Blueprint("accounts", __name__, url_prefix="/accounts")
 
@@ -95,8 +94,7 @@ def account_new():
             else:
                 return render_template("accounts/password_shown.html", user=user, password=password,
                                        created=True)
-    template = "accounts/_form.html" if htmx and request.method == "POST" else "accounts/form.html"
-    return render_template(template, **_context(form, errors)), (422 if errors else 200)
+    return render_template("accounts/form.html", **_context(form, errors)), (422 if errors else 200)
 
 
 @bp.route("/<user_id>", methods=("GET", "POST"))
@@ -116,8 +114,7 @@ def account_edit(user_id: str):
                 return redirect(url_for("accounts.account_list"), 303)
             except ValidationError as exc:
                 errors.update(exc.errors)
-    template = "accounts/_form.html" if htmx and request.method == "POST" else "accounts/form.html"
-    return render_template(template, history=history("app_user", user.id), **_context(form, errors, user)), (422 if errors else 200)
+    return render_template("accounts/form.html", history=history("app_user", user.id), **_context(form, errors, user)), (422 if errors else 200)
 
 
 @bp.route("/<user_id>/reset", methods=("POST",))

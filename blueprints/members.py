@@ -52,6 +52,13 @@ STATUS_FILTERS = {"on_roll": "Đang sinh hoạt (mọi trạng thái trên danh 
 LIST_LIMIT = 300
 
 
+def _done(url: str):
+    """After a successful form: HX-Redirect for htmx (a followed 303 would swap a whole page into the form)."""
+    if htmx:
+        return "", 204, {"HX-Redirect": url}
+    return redirect(url, 303)
+
+
 def _filters() -> dict:
     args = request.args
     return {"q": (args.get("q") or "").strip()[:100], "cell": args.get("cell") or "",
@@ -128,8 +135,7 @@ def _member_form(member: Member | None) -> dict:
                 ("full_name", "birth_year", "gender", "admitted_on", "full_member_on", "card_number",
                  "cell", "status", "effective_on", "decision", "reason")}
     if member is None:
-        return {"gender": "nam", "status": "full", "cell": request.args.get("cell", ""),
-                "effective_on": dt.date.today().strftime("%d/%m/%Y")}
+        return {"gender": "nam", "status": "full", "cell": request.args.get("cell", "")}
     return {"full_name": member.full_name, "birth_year": str(member.birth_year or ""),
             "gender": member.gender, "admitted_on": _vn(member.admitted_on),
             "full_member_on": _vn(member.full_member_on), "card_number": member.card_number or "",
@@ -173,7 +179,9 @@ def member_new():
         member = Member(cell=cell.id if cell else None, status=form["status"] or "full")
         _fill(member, form, errors)
         try:
-            effective = parse_date(form["effective_on"]) or member.admitted_on or dt.date.today()
+            # Left empty, the status dates from the membership date it implies.
+            implied = member.full_member_on if member.status == "full" else member.admitted_on
+            effective = parse_date(form["effective_on"]) or implied or member.admitted_on or dt.date.today()
         except ValueError as exc:
             errors["effective_on"], effective = str(exc), None
         if not errors:
@@ -181,7 +189,7 @@ def member_new():
                 with db.atomic():
                     member.save()
                     change_status(member, member.status, effective, form["decision"], form["reason"])
-                return redirect(url_for("members.member_view", member_id=member.id), 303)
+                return _done(url_for("members.member_view", member_id=member.id))
             except ValidationError as exc:
                 errors.update(exc.errors)
     template = "members/_form.html" if htmx and request.method == "POST" else "members/form.html"
@@ -207,7 +215,7 @@ def member_edit(member_id: str):
         if not errors:
             try:
                 member.save()
-                return redirect(url_for("members.member_view", member_id=member.id), 303)
+                return _done(url_for("members.member_view", member_id=member.id))
             except ValidationError as exc:
                 errors.update(exc.errors)
     template = "members/_form.html" if htmx and request.method == "POST" else "members/form.html"
@@ -237,7 +245,7 @@ def member_status(member_id: str):
         if not errors:
             try:
                 change_status(member, form["status"], effective, form["decision"], form["reason"])
-                return redirect(url_for("members.member_view", member_id=member.id), 303)
+                return _done(url_for("members.member_view", member_id=member.id))
             except ValidationError as exc:
                 errors.update(exc.errors)
     template = "members/_status_form.html" if htmx and request.method == "POST" else "members/status.html"
@@ -266,7 +274,7 @@ def position_new(member_id: str):
         if not errors:
             try:
                 assign_position(member, form["kind"], start, form["note"])
-                return redirect(url_for("members.member_view", member_id=member.id), 303)
+                return _done(url_for("members.member_view", member_id=member.id))
             except ValidationError as exc:
                 errors.update(exc.errors)
     return render_template("members/position.html", member=member, form=form, errors=errors,

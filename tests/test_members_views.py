@@ -248,3 +248,10 @@ def test_field_node_edits_only_cells_it_holds(tmp_path):
     assert client.get(f"/members/{mine.id}/edit").status_code == 200
     assert client.get(f"/members/{theirs.id}/edit").status_code == 403
     assert client.get("/accounts").status_code == 403  # accounts are central's
+
+
+def test_htmx_save_answers_hx_redirect_not_a_page_in_the_form(client, auth, secretary):
+    """A successful htmx save sends HX-Redirect to the profile instead of a followed 303."""
+    response = client.post("/members/new", data=_new_member_form(auth, secretary), headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert response.headers["HX-Redirect"].startswith("/members/")

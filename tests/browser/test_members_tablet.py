@@ -159,3 +159,21 @@ def test_expired_session_during_search_returns_to_the_same_list(page: Page, live
     page.get_by_role("button", name="Đăng nhập").click()
     expect(page.get_by_role("heading", name="Đảng viên")).to_be_visible()
     assert "/members" in page.url and "q=" in page.url
+
+
+def test_add_member_form_error_in_place_then_saved(page: Page, live_server, org):
+    """A future date is refused in place with the input kept; corrected, the profile opens."""
+    login(page, live_server, "bithu1")
+    page.goto(f"{live_server}/cells/{org.cell.id}")
+    page.get_by_role("link", name="+ Thêm đảng viên").tap()
+    page.get_by_label("Họ và tên").fill("Châu Thị Tablet")
+    page.get_by_label("Ngày vào Đảng").fill("01/01/2099")
+    page.get_by_role("button", name="Lưu").tap()
+    expect(page.get_by_text("Ngày không được ở tương lai.")).to_be_visible()
+    expect(page.get_by_label("Họ và tên")).to_have_value("Châu Thị Tablet")
+    page.get_by_label("Ngày vào Đảng").fill("01/01/2019")
+    page.get_by_label("Trạng thái từ ngày").fill("01/01/2019")
+    page.get_by_role("button", name="Lưu").tap()
+    expect(page.get_by_role("heading", name=re.compile("Châu Thị Tablet"))).to_be_visible()
+    expect(page.locator(".facts")).to_contain_text("01/01/2019")
+    assert page.locator("form#member-form").count() == 0  # a real page, not a page inside the form
