@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from conftest import PASSWORD, Org
+from tests.conftest import PASSWORD, Org
 from models import SYNCED_MODELS, Attendance, Cell, ChangeLog, Meeting, Member, Node, Organisation, User, db
 from models.migrations import SCHEMA_VERSION
 from models.sync_state import AppliedBatch

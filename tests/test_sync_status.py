@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from app import create_app
-from conftest import PASSWORD, AuthActions
+from tests.conftest import PASSWORD, AuthActions
 from models import Cell, Meeting, Organisation, User, db
 from sync.status import ago_in_words, skew_in_words
 
