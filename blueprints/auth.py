@@ -7,7 +7,7 @@ every write it causes is attributed to them.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
 from models import User, ValidationError
@@ -72,7 +72,7 @@ def login():
                                   "hoặc liên hệ Văn phòng Đảng ủy để đặt lại mật khẩu.")
                 return render_template("auth/login.html", errors=errors, username=username), 429
             user = User.get_or_none((User.username == username) & User.deleted_at.is_null())
-            if user is None or not user.check_password(password):
+            if user is None or not user.check_password(password, rehash=account_writable_here(user)):
                 record_failed_login(username, address)
                 errors["form"] = "Tên đăng nhập hoặc mật khẩu không đúng."
             elif not user.is_active:
@@ -84,6 +84,11 @@ def login():
                 return redirect(_local_path(request.args.get("next") or url_for("cells.index")), 303)
         return render_template("auth/login.html", errors=errors, username=username), 422
     return render_template("auth/login.html", errors=errors, username=username)
+
+
+def account_writable_here(user: User) -> bool:
+    """Central writes every account; a field node only those of the cells it holds (single writer)."""
+    return current_app.config["ROLE"] == "central" or user.sync_scope() == current_app.config["NODE_ID"]
 
 
 @bp.route("/logout", methods=("POST",))
@@ -99,6 +104,8 @@ def logout():
 @login_required
 def password_change():
     """Change one's own password: the current one, then the new one twice."""
+    if not account_writable_here(current_user):
+        abort(403, "Tài khoản này do trung tâm quản lý: vui lòng đổi mật khẩu trên máy chủ trung tâm.")
     errors = {}
     if request.method == "POST":
         current = request.form.get("current_password") or ""

@@ -78,13 +78,17 @@ class User(UserMixin, SyncedModel):
             raise ValidationError({"password": "Mật khẩu phải có ít nhất 8 ký tự."})
         self.password_hash = _hasher.hash(password)
 
-    def check_password(self, password: str) -> bool:
-        """Verify a password; rehash (and save) when the stored parameters are outdated."""
+    def check_password(self, password: str, rehash: bool = True) -> bool:
+        """Verify a password; rehash (and save) when the stored parameters are outdated and `rehash`.
+
+        A field node passes rehash=False for accounts it does not hold: central would refuse that
+        write when the node pushes it.
+        """
         try:
             _hasher.verify(self.password_hash, password or "")
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-        if _hasher.check_needs_rehash(self.password_hash):
+        if rehash and _hasher.check_needs_rehash(self.password_hash):
             self.password_hash = _hasher.hash(password)
             self.save()
         return True

@@ -194,3 +194,28 @@ def test_cli_reset_password_and_deactivate(app, runner, org, auth, AuthActions):
     assert AuthActions(app.test_client()).login("bithu1", "mat-khau-cli-123").status_code == 303
     assert "bithu1\tsecretary\tCB01\thoạt động" in runner.invoke(args=["users", "list"]).output
     assert runner.invoke(args=["users", "reset-password", "khong-co", "--password", "x" * 9]).exit_code != 0
+
+
+def test_field_node_changes_passwords_only_of_accounts_it_holds(tmp_path):
+    """At a field node an admin (a central account) is sent to central; a local secretary may change theirs."""
+    import re
+
+    from models import Cell, Organisation
+
+    field = create_app({"TESTING": True, "SECRET_KEY": "t", "ROLE": "field", "NODE_ID": "doi-1",
+                        "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
+    with field.app_context(), db.connection_context():
+        o = Organisation.create(name="Đảng bộ")
+        cell = Cell.create(organisation=o.id, code="CB01", name="Chi bộ Một", node_id="doi-1")
+        for name, role, c in (("admin", "admin", None), ("bithu", "secretary", cell.id)):
+            user = User(username=name, role=role, cell=c)
+            user.set_password(PASSWORD)
+            user.save()
+    for name, expected in (("admin", 403), ("bithu", 200)):
+        client = field.test_client()
+        token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/login").get_data(as_text=True)).group(1)
+        assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": token}).status_code == 303
+        response = client.get("/account/password")
+        assert response.status_code == expected
+        if expected == 403:
+            assert "đổi mật khẩu trên máy chủ trung tâm" in response.get_data(as_text=True)
