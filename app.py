@@ -17,7 +17,9 @@ from blueprints import register_blueprints
 from blueprints.cli import register_cli
 from blueprints.web import init_web
 from models import ALL_MODELS, clock, db, init_db
+from models.base import configure_writer
 from models.migrations import db_up
+from models.seeds import seed_reference_data
 
 APP_VERSION = "0.1.0"
 
@@ -44,6 +46,8 @@ DEFAULTS = {
     "BABEL_DEFAULT_LOCALE": "vi",
     "BABEL_DEFAULT_TIMEZONE": "Asia/Ho_Chi_Minh",
     "APP_VERSION": APP_VERSION,
+    # Central seeds the national rule sets and sheets at start (idempotent); tests turn it off.
+    "SEED_REFERENCE_DATA": True,
 }
 
 
@@ -65,9 +69,12 @@ def create_app(config: dict | None = None) -> Flask:
         raise ValueError("Nút field cần CHIBO_NODE_ID riêng (ví dụ doi-1)")
 
     clock.configure(str(app.config["NODE_ID"]))
+    configure_writer(app.config["ROLE"], str(app.config["NODE_ID"]))
     init_db(app.config["DATABASE_URL"])
     with db.connection_context():
         db_up(ALL_MODELS)
+        if app.config["ROLE"] == "central" and app.config["SEED_REFERENCE_DATA"]:
+            seed_reference_data()
 
     @app.before_request
     def _connect():
@@ -116,10 +123,8 @@ def main(argv: list[str] | None = None) -> None:
 def _load_demo_if_empty(app: Flask) -> None:
     """Load the demo data and print its accounts once; say so when data is already there."""
     from models.demo import has_data, load_demo
-    from models.rules import seed_rule_sets
 
     with app.app_context(), db.connection_context():
-        seed_rule_sets()
         if has_data():
             print("Cơ sở dữ liệu đã có dữ liệu: không nạp lại dữ liệu mẫu (tài khoản đã in ở lần chạy đầu).")
             return

@@ -190,21 +190,28 @@ def _node_choices() -> dict[str, str]:
 
 
 def cell_overview(cells) -> dict:
-    """Per cell: members counted for attendance and the latest meeting (two queries in all)."""
+    """Per cell: members counted for attendance, the last meeting held and the next one still open."""
     ids = [c.id for c in cells]
     counts = dict(
         Member.live().select(Member.cell, fn.COUNT(Member.id))
         .where(Member.cell.in_(ids) & Member.status.in_(("full", "probationary", "temp_here")))
         .group_by(Member.cell).tuples()
     )
-    latest = {}
-    for meeting in Meeting.live().where(Meeting.cell.in_(ids)).order_by(Meeting.held_on.desc()):
-        latest.setdefault(meeting.cell_id, meeting)
-        if len(latest) == len(ids):
+    held = _first_per_cell(ids, Meeting.status == "closed", Meeting.held_on.desc())
+    upcoming = _first_per_cell(ids, Meeting.status != "closed", Meeting.held_on.asc())
+    rates = meeting_rates(list(held.values()))
+    return {cid: {"members": counts.get(cid, 0), "last": held.get(cid), "next": upcoming.get(cid),
+                  "rate": rates.get(held[cid].id) if cid in held else None} for cid in ids}
+
+
+def _first_per_cell(ids, condition, order) -> dict:
+    """The first meeting of each cell in `order` among those matching `condition`."""
+    first: dict = {}
+    for meeting in Meeting.live().where(Meeting.cell.in_(ids) & condition).order_by(order):
+        first.setdefault(meeting.cell_id, meeting)
+        if len(first) == len(ids):
             break
-    rates = meeting_rates(list(latest.values()))
-    return {cid: {"members": counts.get(cid, 0), "last": latest.get(cid),
-                  "rate": rates.get(latest[cid].id) if cid in latest else None} for cid in ids}
+    return first
 
 
 def meeting_rates(meetings) -> dict:

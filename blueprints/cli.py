@@ -16,7 +16,7 @@ from flask.cli import AppGroup, with_appcontext
 from models import ALL_MODELS, Cell, Node, User, ValidationError, db
 from models.migrations import db_up
 from models.nodes import hash_token
-from models.rules import seed_rule_sets
+from models.seeds import seed_reference_data
 
 db_cli = AppGroup("db", help="Cơ sở dữ liệu.")
 users_cli = AppGroup("users", help="Tài khoản người dùng.")
@@ -25,12 +25,9 @@ nodes_cli = AppGroup("nodes", help="Các nút (đội, điểm) đồng bộ v�
 
 @db_cli.command("up")
 def db_up_command():
-    """Create or migrate the schema; seed the national rule sets on central."""
+    """Create or migrate the schema; seed the national rule sets and sheets on central."""
     version = db_up(ALL_MODELS)
-    made = seed_rule_sets() if current_app.config["ROLE"] == "central" else 0
-    from models.checklist_seed import seed_checklists
-
-    sheets = seed_checklists() if current_app.config["ROLE"] == "central" else 0
+    made, sheets = seed_reference_data() if current_app.config["ROLE"] == "central" else (0, 0)
     click.echo(f"Cơ sở dữ liệu ở phiên bản {version}; đã thêm {made} bộ quy tắc, {sheets} mẫu phiếu.")
 
 

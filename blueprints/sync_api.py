@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from models import Node, db
 from models.nodes import hash_token
@@ -152,17 +153,20 @@ def sync_command():
     click.echo("Đồng bộ thành công.")
 
 
+# In a field office the secretary is the one at the node, so they may see its state and sync it.
 @status_bp.route("/sync")
-@role_required("admin")
+@role_required("admin", "secretary")
 def sync_status():
     """Field node: last success, pending changes and a button to sync now. Central: the node list."""
     if current_app.config["ROLE"] == "central":
+        if current_user.role != "admin":
+            abort(403)
         return redirect(url_for("sync_status.sync_nodes"))
     return render_template("sync/status.html", **_field_context())
 
 
 @status_bp.route("/sync/run", methods=("POST",))
-@role_required("admin")
+@role_required("admin", "secretary")
 def sync_run():
     """Run a sync now (field node) and answer the refreshed status panel."""
     if current_app.config["ROLE"] != "field":

@@ -39,6 +39,18 @@ db = DatabaseProxy()
 # Table name -> model class, for every synced model (filled by SyncedModel subclasses).
 SYNCED_MODELS: dict[str, type["SyncedModel"]] = {}
 
+# On a field node, the node id: such a node writes only records in its own scope (single writer per
+# record), so a write that central would refuse is stopped here with a message instead of blocking
+# the node's push queue later. None on central. Set by create_app, like the clock's node id.
+FIELD_NODE: str | None = None
+
+
+def configure_writer(role: str, node_id: str) -> None:
+    """Tell the models which node writes here, so field nodes keep to their own scope."""
+    global FIELD_NODE
+    FIELD_NODE = node_id if role == "field" else None
+
+
 # Called as AUDIT_HOOK(instance, old_data_or_None) inside save()'s transaction; set by models/audit.py.
 # A hook rather than an import keeps base.py free of the audit model (which is itself synced).
 AUDIT_HOOK = None
@@ -98,6 +110,10 @@ class SyncedModel(BaseModel):
         """Write the row and append its new state to the outbox in one transaction."""
         self.clean()
         with db.atomic():
+            scope = self.sync_scope()
+            if FIELD_NODE is not None and scope != FIELD_NODE:
+                raise ValidationError({"scope": "Dữ liệu này do trung tâm (hoặc nút khác) quản lý; "
+                                                "tại nút này chỉ được xem. Hãy sửa tại trung tâm."})
             hook = AUDIT_HOOK
             old = None
             if hook is not None and not self._is_new:
@@ -117,7 +133,7 @@ class SyncedModel(BaseModel):
             if hook is not None:
                 # Before the record's own outbox row, so that row stays the last one of the write.
                 hook(self, None if was_new else old)
-            ChangeLog.record(self, origin=clock.node_id)
+            ChangeLog.record(self, origin=clock.node_id, scope=scope)
         return result
 
     def save_raw(self) -> None:
@@ -188,14 +204,14 @@ class ChangeLog(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
     @classmethod
-    def record(cls, instance: SyncedModel, origin: str) -> "ChangeLog":
-        """Append the full current state of `instance` to the log."""
+    def record(cls, instance: SyncedModel, origin: str, scope: str | None = None) -> "ChangeLog":
+        """Append the full current state of `instance` to the log (scope computed unless given)."""
         return cls.create(
             table=instance._meta.table_name,
             record_id=instance.id,
             hlc=instance.hlc,
             origin=origin,
-            scope=instance.sync_scope(),
+            scope=scope if scope is not None else instance.sync_scope(),
             payload=json.dumps(instance.to_wire(), ensure_ascii=False),
         )
 

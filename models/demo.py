@@ -17,7 +17,8 @@ from .base import db
 from .meetings import Attendance, Meeting
 from .members import Member, MemberStatusChange, Position
 from .org import Cell, Organisation
-from .rules import rule_set_for, seed_rule_sets
+from .rules import rule_set_for
+from .seeds import seed_reference_data
 from .users import User
 
 ORG_NAME = "Đảng bộ Cục Quản lý thị trường tỉnh Tiền Giang"
@@ -77,7 +78,7 @@ def load_demo(today: dt.date | None = None, seed: int = 2023, start_year: int = 
     accounts: list[DemoAccount] = []
     # A bulk load, not a person's edits: no audit rows (the trail starts with real use).
     with db.atomic(), audit_suppressed():
-        seed_rule_sets()
+        seed_reference_data()
         org = Organisation.create(name=ORG_NAME, short_name="Đảng bộ Cục QLTT Tiền Giang")
         used_names: set[str] = set()
         for index, (code, name, cell_type) in enumerate(CELLS):

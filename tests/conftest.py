@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -16,12 +17,26 @@ from models.rules import seed_rule_sets
 PASSWORD = "mat-khau-thu-nghiem"
 
 
+@contextmanager
+def received_from_central():
+    """Write on a field node as if the records had arrived from central (lifts the scope guard)."""
+    import models.base
+
+    saved = models.base.FIELD_NODE
+    models.base.FIELD_NODE = None
+    try:
+        yield
+    finally:
+        models.base.FIELD_NODE = saved
+
+
 @pytest.fixture
 def app(tmp_path):
     """A central app on its own temporary SQLite file."""
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": "test",
+        "SEED_REFERENCE_DATA": False,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
     })
     with app.app_context(), db.connection_context():

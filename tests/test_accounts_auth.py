@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+
+from tests.conftest import received_from_central
 from itsdangerous.timed import TimestampSigner
 
 from app import create_app
@@ -204,7 +206,7 @@ def test_field_node_changes_passwords_only_of_accounts_it_holds(tmp_path):
 
     field = create_app({"TESTING": True, "SECRET_KEY": "t", "ROLE": "field", "NODE_ID": "doi-1",
                         "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
-    with field.app_context(), db.connection_context():
+    with field.app_context(), db.connection_context(), received_from_central():
         o = Organisation.create(name="Đảng bộ")
         cell = Cell.create(organisation=o.id, code="CB01", name="Chi bộ Một", node_id="doi-1")
         for name, role, c in (("admin", "admin", None), ("bithu", "secretary", cell.id)):

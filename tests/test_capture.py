@@ -100,3 +100,33 @@ def test_received_changes_are_validated(app, org, change, field):
             with db.atomic():
                 apply_wire(Member, data, origin="doi-1")
         assert field in info.value.errors
+
+
+def test_field_node_writes_only_records_in_its_own_scope(tmp_path):
+    """On a field node a write to central's records is refused before it can block the push queue."""
+    import datetime as dt
+
+    from app import create_app
+    from models import Cell, Organisation, ValidationError
+    from models.base import apply_wire
+
+    field = create_app({"TESTING": True, "SECRET_KEY": "t", "ROLE": "field", "NODE_ID": "doi-1",
+                        "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
+    with field.app_context(), db.connection_context():
+        # What central sends arrives by apply_wire (not subject to the guard).
+        org = Organisation(name="Đảng bộ", hlc=f"{int(time.time() * 1000):015d}:000000:central", owner="central")
+        with db.atomic():
+            apply_wire(Organisation, org.to_wire(), origin="central")
+            mine = Cell(organisation=org.id, code="CB02", name="Chi bộ Hai", node_id="doi-1",
+                        hlc=_stamp(1), owner="central")
+            apply_wire(Cell, mine.to_wire(), origin="central")
+        before = ChangeLog.select().count()
+        organisation = Organisation.get_by_id(org.id)
+        organisation.name = "Đổi tên tại nút"
+        with pytest.raises(ValidationError) as info:
+            organisation.save()
+        assert "chỉ được xem" in info.value.errors["scope"]
+        assert Organisation.get_by_id(org.id).name == "Đảng bộ" and ChangeLog.select().count() == before
+        # A member of a cell this node holds is written here as usual.
+        Member.create(cell=mine.id, full_name="Phan Văn Tại Chỗ", admitted_on=dt.date(2020, 1, 1))
+        assert ChangeLog.select().count() > before

@@ -22,12 +22,13 @@ from tests.test_sync_integration import (
 
 @pytest.fixture
 def nodes(tmp_path):
-    """Central (with `db up` seeding the sheets, doi-1 registered for CB02) and field node doi-1."""
+    """Central (seeding the sheets when it starts, doi-1 registered for CB02) and field node doi-1."""
     central_env = node_env(tmp_path, "central", "central", free_port())
     import json
 
     ids = json.loads(run(central_env, "-c", SETUP_CENTRAL, PASSWORD).stdout.strip().splitlines()[-1])
-    assert "5 mẫu phiếu" in run(central_env, "db", "up").stdout
+    assert "0 mẫu phiếu" in run(central_env, "db", "up").stdout  # already seeded at start
+    assert query(central_env, "SELECT count(*) FROM checklist_template") == [(5,)]
     token = run(central_env, "nodes", "register", "doi-1", "--cells", "CB02").stdout.strip().splitlines()[-1]
     servers = []
     try:

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from tests.conftest import received_from_central
+
 from models import Member, MemberStatusChange, Position, db
 from models.audit import AuditEntry
 from models.meetings import Attendance, Meeting
@@ -232,7 +234,7 @@ def test_field_node_edits_only_cells_it_holds(tmp_path):
 
     app = create_app({"TESTING": True, "SECRET_KEY": "t", "ROLE": "field", "NODE_ID": "doi-1",
                       "DATABASE_URL": f"sqlite:///{tmp_path / 'field.sqlite3'}"})
-    with app.app_context(), db.connection_context():
+    with app.app_context(), db.connection_context(), received_from_central():
         seed_rule_sets()
         o = Organisation.create(name="Đảng bộ")
         here = Cell.create(organisation=o.id, code="CB01", name="Chi bộ Một", node_id="doi-1")

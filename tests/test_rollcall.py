@@ -123,3 +123,18 @@ def test_closed_meeting_roll_call_is_read_only(client, auth, secretary):
     assert "đã kết thúc" in response.get_data(as_text=True)
     with db.connection_context():
         assert Attendance.select().count() == 0
+
+
+def test_home_page_leads_to_the_next_meetings_roll_call(client, secretary):
+    """The secretary's home shows the next open meeting with a one-tap way into its roll call."""
+    html = client.get("/").get_data(as_text=True)
+    assert "Buổi tới: " + secretary.meeting.held_on.strftime("%d/%m/%Y") in html
+    assert f'href="/meetings/{secretary.meeting.id}"' in html
+
+
+def test_meeting_page_links_every_step(client, secretary):
+    """The step bar links preparation, roll call and scoring of the same meeting."""
+    html = client.get(f"/meetings/{secretary.meeting.id}").get_data(as_text=True)
+    for label in ("Chuẩn bị", "Điểm danh", "Chấm điểm"):
+        assert label in html
+    assert f"/meetings/{secretary.meeting.id}/sheets/thuong_ky" in html

@@ -66,6 +66,9 @@ from models import Cell, Meeting, db
 app = create_app()
 with app.app_context(), db.connection_context():
     meeting = Meeting.create(cell=sys.argv[1], held_on=dt.date.today(), title="Ghi trước thay đổi sai")
+    # Play an older client without the local scope guard: central must still refuse the rename.
+    import models.base
+    models.base.FIELD_NODE = None
     cell = Cell.get(Cell.code == "CB01")
     cell.name = "Đổi tên trái phép tại đội"
     cell.save()

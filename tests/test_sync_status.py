@@ -7,14 +7,14 @@ import socket
 import pytest
 
 from app import create_app
-from tests.conftest import PASSWORD, AuthActions
+from tests.conftest import PASSWORD, AuthActions, received_from_central
 from models import Cell, Meeting, Organisation, User, db
 from sync.status import ago_in_words, skew_in_words
 
 
 def make_admin(app) -> None:
     """An admin account on this node (made directly: a field node normally receives it by sync)."""
-    with app.app_context(), db.connection_context():
+    with app.app_context(), db.connection_context(), received_from_central():
         user = User(username="admin", role="admin", full_name="Quản trị")
         user.set_password(PASSWORD)
         user.save()
@@ -38,7 +38,7 @@ def field_app(tmp_path):
 
 def test_field_status_shows_pending_changes_and_a_failed_run_keeps_them(field_app):
     """The panel counts what waits; pressing the button without a link says so in Vietnamese."""
-    with field_app.app_context(), db.connection_context():
+    with field_app.app_context(), db.connection_context(), received_from_central():
         org = Organisation.create(name="Đảng bộ")
         cell = Cell.create(organisation=org.id, code="CB02", name="Chi bộ Hai", node_id="doi-1")
         Meeting.create(cell=cell.id, held_on=dt.date.today())
