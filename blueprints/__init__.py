@@ -7,17 +7,12 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every feature blueprint to the app."""
-    from . import accounts, auth, cells, meetings, members
+    from . import accounts, auth, cells, checklists, meetings, members, rules, sync_api
 
-    app.register_blueprint(auth.bp)
-    app.register_blueprint(cells.bp)
-    app.register_blueprint(meetings.bp)
-    app.register_blueprint(members.bp)
-    app.register_blueprint(accounts.bp)
-    from .sync_api import bp as sync_api_bp  # the sync API and the top-level `flask sync` command
-    app.register_blueprint(sync_api_bp)
-    from . import checklists, rules  # rule sets and checklist templates (central writes)
-
-    app.register_blueprint(rules.bp)
-    app.register_blueprint(checklists.bp)
-    app.register_blueprint(checklists.sheets_bp)
+    for blueprint in (
+        auth.bp, cells.bp, meetings.bp, members.bp, accounts.bp,
+        sync_api.bp,  # the sync API (Bearer token, no cookies, CSRF-exempt) and `flask sync`
+        sync_api.status_bp,  # the sync screens (ordinary login and CSRF)
+        rules.bp, checklists.bp, checklists.sheets_bp,
+    ):
+        app.register_blueprint(blueprint)

@@ -32,7 +32,6 @@ from .web import csrf, htmx
 bp = Blueprint("sync_api", __name__, url_prefix=API_PREFIX, cli_group=None)
 csrf.exempt(bp)
 status_bp = Blueprint("sync_status", __name__)
-bp.record_once(lambda state: state.app.register_blueprint(status_bp))
 
 
 def _refuse(refusal: Refusal):
