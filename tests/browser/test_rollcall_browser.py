@@ -57,3 +57,21 @@ def test_secretary_takes_roll_call_and_sees_rate_change(page: Page, live_server,
     page.reload()
     expect(page.get_by_test_id("present-count")).to_have_text("5/7")
     expect(page.get_by_test_id("tile").filter(has_text="Nguyễn Văn An")).to_contain_text("Đi công tác")
+
+
+def test_a_failed_save_shows_on_the_tile_and_the_next_tap_retries(page: Page, live_server, org):
+    """With the network down the tapped tile says it was not saved; once back, a tap saves it."""
+    login(page, live_server, "bithu1")
+    page.goto(f"{live_server}/meetings/{org.meeting.id}")
+    tile = page.get_by_test_id("tile").filter(has_text="Trần Thị Bình")
+    page.route("**/attendance/**", lambda route: route.abort("internetdisconnected"))
+    expect(tile.get_by_text("Chưa lưu được — chạm lại để thử")).to_be_hidden()
+    tile.get_by_role("button").first.tap()
+    expect(tile.get_by_text("Chưa lưu được — chạm lại để thử")).to_be_visible()
+    expect(page.get_by_test_id("present-count")).to_have_text("0/7")
+    page.unroute("**/attendance/**")
+    tile.get_by_role("button").first.tap()
+    saved = page.get_by_test_id("tile").filter(has_text="Trần Thị Bình")
+    expect(saved.get_by_test_id("tile-state")).to_have_text("Có mặt")
+    expect(saved.get_by_text("Chưa lưu được — chạm lại để thử")).to_be_hidden()
+    expect(page.get_by_test_id("present-count")).to_have_text("1/7")
