@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextField, TimeField
+from peewee import BooleanField, CharField, DateField, ForeignKeyField, TimeField
 
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell

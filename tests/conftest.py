@@ -101,6 +101,16 @@ def csrf_token_from(html: str) -> str:
     return match.group(1)
 
 
+@pytest.fixture
+def seeded(app, org):
+    """The organisation plus the seeded checklist templates."""
+    from models.checklist_seed import seed_checklists
+
+    with app.app_context(), db.connection_context():
+        seed_checklists()
+    return org
+
+
 class AuthActions:
     """Log in and out through the real login form, CSRF token included."""
 

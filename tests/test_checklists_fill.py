@@ -5,10 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-import pytest
-
 from models import db
-from models.checklist_seed import seed_checklists
 from models.checklists import (
     AnswerSet,
     TemplateItem,
@@ -20,14 +17,6 @@ from models.checklists import (
     version_tree,
 )
 from models.meetings import Meeting
-
-
-@pytest.fixture
-def seeded(app, org):
-    """The organisation plus the seeded checklists."""
-    with app.app_context(), db.connection_context():
-        seed_checklists()
-    return org
 
 
 def item_id(app, answer_set_id, code):

@@ -8,7 +8,6 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from models import db
-from models.checklist_seed import seed_checklists
 from models.checklist_xlsx import export_version, import_workbook
 from models.checklists import (
     ChecklistTemplate,
@@ -19,14 +18,6 @@ from models.checklists import (
     version_tree,
 )
 from models.rules import RuleSet
-
-
-@pytest.fixture
-def seeded(app, org):
-    """The organisation plus the seeded checklists."""
-    with app.app_context(), db.connection_context():
-        seed_checklists()
-    return org
 
 
 def regular_id(app):
