@@ -16,7 +16,7 @@ import json
 from typing import Any
 
 import click
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from models import Node, db
@@ -24,7 +24,9 @@ from models.nodes import hash_token
 from sync import SyncError, run_sync
 from sync.protocol import API_PREFIX, Refusal, setting
 from sync.server import apply_push, hello, serve_pull
-from sync.status import ago_in_words, field_status, node_overview, skew_in_words
+from sync.conflicts import (KIND_LABELS, REASON_LABELS, ResolveError, describe_change, dismiss_dead_letter,
+                            resolve_conflict, retry_dead_letter)
+from sync.status import ago_in_words, field_status, node_overview, open_conflicts, open_dead_letters, skew_in_words
 
 from .access import role_required
 from .web import csrf, htmx
@@ -193,4 +195,67 @@ def sync_nodes():
     """Central: every registered node with last contact, clock skew and versions."""
     if current_app.config["ROLE"] != "central":
         abort(404)
-    return render_template("sync/nodes.html", rows=node_overview(), ago=ago_in_words, skew=skew_in_words)
+    return render_template("sync/nodes.html", rows=node_overview(), ago=ago_in_words, skew=skew_in_words,
+                           conflicts=open_conflicts().count(), dead_letters=open_dead_letters().count())
+
+
+def _central_admin() -> None:
+    """The conflict and dead-letter screens exist at central only."""
+    if current_app.config["ROLE"] != "central":
+        abort(404)
+
+
+@status_bp.route("/sync/conflicts")
+@role_required("admin")
+def conflict_list():
+    """Central: 'Xung đột' — values two places changed at once, for a person to decide."""
+    _central_admin()
+    return render_template("sync/conflicts.html", conflicts=list(open_conflicts()), kinds=KIND_LABELS,
+                           loads=json.loads)
+
+
+@status_bp.route("/sync/conflicts/<int:conflict_id>", methods=("POST",))
+@role_required("admin")
+def conflict_resolve(conflict_id: int):
+    """Keep one side of a conflict; the choice syncs everywhere as a new change."""
+    _central_admin()
+    try:
+        note = resolve_conflict(conflict_id, request.form.get("choice", ""), current_user.full_name or current_user.username)
+        flash(f"Đã xử lý xung đột: {note}.", "success")
+    except ResolveError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("sync_status.conflict_list"), 303)
+
+
+@status_bp.route("/sync/dead-letters")
+@role_required("admin")
+def dead_letter_list():
+    """Central: changes set aside (dead letters) with their reasons, to retry after a fix or dismiss."""
+    _central_admin()
+    return render_template("sync/dead_letters.html", letters=list(open_dead_letters()), reasons=REASON_LABELS,
+                           describe=describe_change)
+
+
+@status_bp.route("/sync/dead-letters/<int:letter_id>/retry", methods=("POST",))
+@role_required("admin")
+def dead_letter_retry(letter_id: int):
+    """Apply a set-aside change again now."""
+    _central_admin()
+    try:
+        flash(retry_dead_letter(letter_id), "info")
+    except ResolveError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("sync_status.dead_letter_list"), 303)
+
+
+@status_bp.route("/sync/dead-letters/<int:letter_id>/dismiss", methods=("POST",))
+@role_required("admin")
+def dead_letter_dismiss(letter_id: int):
+    """Close a set-aside change without applying it, with a reason."""
+    _central_admin()
+    try:
+        dismiss_dead_letter(letter_id, current_user.full_name or current_user.username, request.form.get("why", ""))
+        flash("Đã bỏ qua thay đổi (lý do được lưu).", "info")
+    except ResolveError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("sync_status.dead_letter_list"), 303)

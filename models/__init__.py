@@ -10,7 +10,7 @@ from pathlib import Path
 from peewee import SqliteDatabase
 from playhouse.db_url import parse
 
-from .base import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, ValidationError, db
+from .base import SYNCED_MODELS, ChangeLog, HlcState, SyncState, SyncedModel, ValidationError, db
 from .checklists import Answer, AnswerSet, ChecklistTemplate, TemplateItem, TemplateSection, TemplateVersion
 from .clock import clock
 from .audit import AuditEntry
@@ -20,11 +20,11 @@ from .nodes import Node
 from .org import Cell, Organisation
 from .roster import ImportJob
 from .rules import RuleSet
-from .sync_state import AppliedBatch
+from .sync_state import AppliedBatch, Conflict, DeadLetter
 from .users import LoginAttempt, User
 
 ALL_MODELS = [
-    ChangeLog, SyncState, Node, AppliedBatch,
+    ChangeLog, SyncState, HlcState, Node, AppliedBatch, DeadLetter, Conflict,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
     MemberStatusChange, Position, AuditEntry, LoginAttempt, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,

@@ -1,14 +1,21 @@
-"""The database handle, the base for synced records, and change capture into the outbox.
+"""The database handle, the base for synced records, the database's clock, and change capture.
 
 Design: every record that syncs derives from `SyncedModel`. It carries a uuid7 key made where the
-record is created, the node that owns it, created/updated times, a hybrid-logical-clock stamp and a
-tombstone. `SyncedModel.save()` writes the row and appends the full new state to `ChangeLog` in the
-same transaction, so the outbox can never disagree with the data (a crash loses both or neither).
-Changes that arrive from another node are written with `apply_wire()`, which logs them with their
-origin so that they are forwarded to others but never echoed back. Only `save()`/`soft_delete()`
-capture changes: bulk `Model.update()` queries on synced models are not allowed.
-`save()` also calls the audit hook (installed by models/audit.py) in the same transaction, with the
-row as it was before; `apply_wire()` does not, because the origin's audit rows arrive by sync.
+record is created, the node that owns it, created/updated times, a tombstone (`deleted_at`) and a
+hybrid-logical-clock stamp **per column**: `hlc` is the newest stamp of the row and `stamps` (JSON)
+lists the columns whose stamp is older than `hlc`, so a row written once carries no per-column data.
+`SyncedModel.save()` writes the row and appends to `ChangeLog`, in the same transaction, only the
+columns the write changed, each with the stamp it replaced (its base): the receiver merges per column
+and can tell a concurrent edit (a conflict) from a plain update (see sync/merge.py). A crash loses
+the row and its change together or neither.
+The clock's state is a row of `hlc_state`, advanced inside the write transaction, so every process
+writing to this database (web server, `flask sync`, a timer) shares one clock. Write transactions on
+SQLite take the write lock up front (`write_transaction`), so a tap during a sync waits instead of
+failing, and on PostgreSQL the clock row is locked until commit, which also makes the change log's
+sequence numbers commit in order (the pull feed never skips a row committed late).
+Only `save()`/`soft_delete()` capture changes: bulk `Model.update()` queries on synced models are
+not allowed outside the sync engine. `save()` calls the audit hook (models/audit.py) in the same
+transaction; changes applied from sync do not, because the origin's audit rows arrive by sync.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ from typing import Any
 
 from peewee import (
     AutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     DatabaseProxy,
@@ -29,6 +37,7 @@ from peewee import (
     Model,
     TextField,
     TimeField,
+    SqliteDatabase,
 )
 from uuid6 import uuid7
 
@@ -82,15 +91,85 @@ class BaseModel(Model):
         legacy_table_names = False
 
 
+def write_transaction():
+    """A transaction that takes SQLite's write lock up front (nested: a savepoint).
+
+    A deferred SQLite transaction that reads and then writes fails at once ("database is locked")
+    when another connection wrote in between; taking the lock first makes concurrent writers wait
+    for each other (busy_timeout) instead. Other databases get a plain transaction.
+    """
+    if isinstance(db.obj, SqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()
+
+
+class HlcState(BaseModel):
+    """The database's clock: the last stamp handed out (one row, advanced in every write transaction)."""
+
+    id = IntegerField(primary_key=True)
+    ms = BigIntegerField(default=0)
+    counter = IntegerField(default=0)
+
+    class Meta:
+        table_name = "hlc_state"
+
+
+def _read_clock_state() -> tuple[int, int]:
+    """Read the clock row; on PostgreSQL lock it until commit (serialises the change feed's writers)."""
+    database = db.obj
+    lock = "" if isinstance(database, SqliteDatabase) else " FOR UPDATE"
+    row = database.execute_sql(f"SELECT ms, counter FROM hlc_state WHERE id = 1{lock}").fetchone()
+    if row is None:
+        database.execute_sql("INSERT INTO hlc_state (id, ms, counter) VALUES (1, 0, 0)")
+        return (0, 0)
+    return (int(row[0]), int(row[1]))
+
+
+def _write_clock_state(state: tuple[int, int]) -> None:
+    """Store the clock row (inside the caller's transaction)."""
+    database = db.obj
+    p = database.param
+    database.execute_sql(f"UPDATE hlc_state SET ms = {p}, counter = {p} WHERE id = 1", (state[0], state[1]))
+
+
+clock.read_state = _read_clock_state
+clock.write_state = _write_clock_state
+
+# Columns that are bookkeeping, not data: never merged from the wire (owner is derived by the receiver).
+META_COLUMNS = ("id", "owner", "hlc", "stamps", "updated_at")
+
+
+def data_columns(model: type["SyncedModel"]) -> list[str]:
+    """The columns of a synced model that merge per column (tombstone and creation time included)."""
+    return [f.column_name for f in model._meta.sorted_fields if f.column_name not in META_COLUMNS]
+
+
+def column_stamps(hlc: str, stamps_json: str, columns: list[str]) -> dict[str, str]:
+    """Every column's stamp, from a row's newest stamp and its list of older ones."""
+    older = json.loads(stamps_json) if stamps_json else {}
+    return {c: older.get(c, hlc) for c in columns}
+
+
+def sparse_stamps(full: dict[str, str], hlc: str) -> str:
+    """The `stamps` column: only the columns whose stamp differs from the row's newest."""
+    older = {c: s for c, s in sorted(full.items()) if s != hlc}
+    return json.dumps(older, separators=(",", ":")) if older else ""
+
+
 class SyncedModel(BaseModel):
-    """A record that travels between nodes: uuid key, owner, clock stamp, tombstone, change capture."""
+    """A record that travels between nodes: uuid key, owner, per-column clock stamps, tombstone, capture."""
 
     id = CharField(primary_key=True, max_length=36, default=new_id)
     owner = CharField(max_length=32, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
     hlc = CharField(max_length=64, index=True, default="")
+    stamps = TextField(default="")
     deleted_at = DateTimeField(null=True)
+
+    # Columns whose value should be unique among live records; a duplicate that arrives by sync is
+    # kept and shown as a conflict to resolve (e.g. the same party card number entered twice).
+    sync_unique: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         loaded = kwargs.get("__no_default__")
@@ -107,47 +186,82 @@ class SyncedModel(BaseModel):
 
     # -- writes --------------------------------------------------------------------------------
     def save(self, *args, **kwargs):
-        """Write the row and append its new state to the outbox in one transaction."""
+        """Write the row and append the columns it changed (with their bases) to the outbox, in one transaction."""
         self.clean()
-        with db.atomic():
+        with write_transaction():
             scope = self.sync_scope()
             if FIELD_NODE is not None and scope != FIELD_NODE:
                 raise ValidationError({"scope": "Dữ liệu này do trung tâm (hoặc nút khác) quản lý; "
                                                 "tại nút này chỉ được xem. Hãy sửa tại trung tâm."})
-            hook = AUDIT_HOOK
+            model = type(self)
             old = None
-            if hook is not None and not self._is_new:
-                # The stored row, not the in-memory one: the audit shows what really changed.
-                before = type(self).select().where(type(self).id == self.id).dicts().first()
-                old = before if before is not None else None
+            if not self._is_new:
+                # The stored row, not the in-memory one: the change carries what really changed.
+                old = model.select().where(model.id == self.id).dicts().first()
+            columns = data_columns(model)
+            by_column = {f.column_name: f for f in self._meta.sorted_fields}
             now = utcnow()
-            if self._is_new:
+            if old is None:
                 self.created_at = self.created_at or now
                 self.owner = self.owner or clock.node_id
                 kwargs["force_insert"] = True
+                changed = columns
+                previous = {}
+            else:
+                if old.get("deleted_at") is not None and self.deleted_at is not None and FIELD_NODE is not None:
+                    raise ValidationError({"deleted_at": "Bản ghi này đã bị xóa; không sửa được nữa."})
+                changed = [c for c in columns
+                           if _to_json(old.get(by_column[c].name)) != _to_json(self.__data__.get(by_column[c].name))]
+                if not changed:
+                    self._is_new = False
+                    return 0
+                previous = column_stamps(old["hlc"], old.get("stamps") or "", columns)
+            stamp = clock.now(after=old["hlc"] if old else "")
+            full = dict(previous)
+            full.update({c: stamp for c in changed})
+            self.hlc = stamp
+            self.stamps = sparse_stamps(full, stamp)
             self.updated_at = now
-            self.hlc = clock.now()
             result = super().save(*args, **kwargs)
-            was_new = self._is_new
             self._is_new = False
+            hook = AUDIT_HOOK
             if hook is not None:
                 # Before the record's own outbox row, so that row stays the last one of the write.
-                hook(self, None if was_new else old)
-            ChangeLog.record(self, origin=clock.node_id, scope=scope)
+                hook(self, old)
+            fields = {c: _to_json(self.__data__.get(by_column[c].name)) for c in changed}
+            payload: dict[str, Any] = {"fields": fields}
+            if old is not None:
+                payload["base"] = {c: previous[c] for c in changed}
+                if "deleted_at" in changed and self.deleted_at is not None:
+                    # A delete says which version it saw, so a concurrent edit is shown, not lost.
+                    payload["seen"] = old["hlc"]
+            ChangeLog.append(model._meta.table_name, self.id, stamp, clock.node_id, scope, payload)
         return result
 
-    def save_raw(self) -> None:
-        """Write the row exactly as received (no new stamp, no capture): used only by apply_wire."""
-        if self._is_new:
-            Model.save(self, force_insert=True)
-        else:
-            Model.save(self, only=[f for f in self._meta.sorted_fields if f is not self._meta.primary_key])
-        self._is_new = False
-
     def soft_delete(self) -> None:
-        """Mark the record deleted (a tombstone that syncs) instead of removing the row."""
-        self.deleted_at = utcnow()
+        """Mark the record deleted (a tombstone that syncs), and its live children with it."""
+        with write_transaction():
+            for child in self.live_children():
+                child.soft_delete()
+            self.deleted_at = utcnow()
+            self.save()
+
+    def restore(self) -> None:
+        """Lift the tombstone (used when a person resolves a delete-versus-edit conflict)."""
+        self.deleted_at = None
         self.save()
+
+    def live_children(self) -> list["SyncedModel"]:
+        """Live synced records that point at this one through a foreign key (tombstoned with it)."""
+        children = []
+        for fk in self._meta.backrefs:
+            child_model = fk.model
+            if child_model is type(self) or child_model._meta.table_name not in SYNCED_MODELS:
+                continue
+            if getattr(child_model, "cascade_delete", True) is False:
+                continue
+            children.extend(child_model.live().where(fk == self.id))
+        return children
 
     def delete_instance(self, *args, **kwargs):
         raise RuntimeError("synced records are never hard-deleted: use soft_delete()")
@@ -166,33 +280,55 @@ class SyncedModel(BaseModel):
             out[field.column_name] = _to_json(value)
         return out
 
+    def state_payload(self) -> dict[str, Any]:
+        """The whole record as one change: every data column with its own stamp (handover, reconcile)."""
+        columns = data_columns(type(self))
+        stamps = column_stamps(self.hlc, self.stamps or "", columns)
+        by_column = {f.column_name: f for f in self._meta.sorted_fields}
+        return {"fields": {c: _to_json(self.__data__.get(by_column[c].name)) for c in columns},
+                "stamps": {c: s for c, s in stamps.items() if s != self.hlc},
+                "owner": self.owner}
+
     @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> dict[str, Any]:
-        """Convert a wire dict into field values; raise ValidationError on unknown or bad fields."""
+    def from_wire(cls, data: dict[str, Any], partial: bool = False) -> dict[str, Any]:
+        """Convert a wire dict (column -> value) into field values; raise ValidationError on bad fields.
+
+        `partial` accepts a subset of the columns (a change carries only what it changed).
+        """
         if not isinstance(data, dict):
             raise ValidationError({"payload": "dữ liệu bản ghi phải là một đối tượng JSON"})
         by_column = {f.column_name: f for f in cls._meta.sorted_fields}
         unknown = sorted(set(data) - set(by_column))
         if unknown:
-            raise ValidationError({"payload": f"trường không tồn tại: {', '.join(unknown)}"})
+            raise ValidationError({"payload": f"trường không tồn tại: {', '.join(unknown)[:200]}"})
         values, errors = {}, {}
         for column, field in by_column.items():
             if column not in data:
-                if field.null or field.default is not None:
+                if partial or field.null or field.default is not None:
                     continue
                 errors[column] = "thiếu giá trị"
                 continue
             try:
                 values[field.name] = _from_json(field, data[column])
-            except (TypeError, ValueError):
-                errors[column] = f"giá trị không hợp lệ: {data[column]!r}"
+            except (TypeError, ValueError, OverflowError):
+                errors[column] = f"giá trị không hợp lệ: {_short(data[column])}"
         if errors:
             raise ValidationError(errors)
         return values
 
 
+def _short(value: Any, limit: int = 80) -> str:
+    """A value for a message, cut so a refusal never echoes a huge value back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text)} ký tự)"
+
+
 class ChangeLog(BaseModel):
-    """The outbox and the change feed: one row per captured write, in local order (`seq`)."""
+    """The outbox and the change feed: one row per captured write or applied change, in commit order (`seq`).
+
+    `payload` is JSON: {"fields": {column: value}, "base": {column: stamp}?, "stamps": {column: stamp}?,
+    "seen": stamp?, "owner": node?}; a column missing from "stamps" has the row's `hlc` as its stamp.
+    """
 
     seq = AutoField()
     table = CharField(max_length=64)
@@ -204,16 +340,18 @@ class ChangeLog(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
     @classmethod
-    def record(cls, instance: SyncedModel, origin: str, scope: str | None = None) -> "ChangeLog":
-        """Append the full current state of `instance` to the log (scope computed unless given)."""
-        return cls.create(
-            table=instance._meta.table_name,
-            record_id=instance.id,
-            hlc=instance.hlc,
-            origin=origin,
-            scope=scope if scope is not None else instance.sync_scope(),
-            payload=json.dumps(instance.to_wire(), ensure_ascii=False),
-        )
+    def append(cls, table: str, record_id: str, hlc: str, origin: str, scope: str,
+               payload: dict[str, Any]) -> int:
+        """Append one change (inside the caller's write transaction); return its sequence number."""
+        return cls.insert(table=table, record_id=record_id, hlc=hlc, origin=origin, scope=scope,
+                          payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                          created_at=utcnow()).execute()
+
+    @classmethod
+    def record_state(cls, instance: SyncedModel, origin: str, scope: str | None = None) -> int:
+        """Append the whole current state of `instance` (every column with its own stamp)."""
+        return cls.append(instance._meta.table_name, instance.id, instance.hlc, origin,
+                          scope if scope is not None else instance.sync_scope(), instance.state_payload())
 
 
 class SyncState(BaseModel):
@@ -242,33 +380,6 @@ def register(model: type[SyncedModel]) -> type[SyncedModel]:
     return model
 
 
-def apply_wire(model: type[SyncedModel], data: dict[str, Any], origin: str) -> bool:
-    """Write a record received from `origin` if it is newer than ours; log it. Return True if applied.
-
-    Last writer wins per record by clock stamp (then node id, which is part of the stamp); a
-    stale or duplicate change is a no-op, which makes applying the same batch twice harmless.
-    Call inside the batch transaction.
-    """
-    values = model.from_wire(data)
-    record_id = values.get("id")
-    incoming_hlc = values.get("hlc") or ""
-    if not record_id or not incoming_hlc:
-        raise ValidationError({"payload": "thiếu id hoặc hlc"})
-    try:
-        clock.observe(incoming_hlc)
-    except ValueError as exc:
-        raise ValidationError({"hlc": str(exc)}) from None
-    current = model.get_or_none(model.id == record_id)
-    if current is not None and current.hlc >= incoming_hlc:
-        return False
-    instance = model(**values)
-    instance._is_new = current is None
-    instance.clean()
-    instance.save_raw()
-    ChangeLog.record(instance, origin=origin)
-    return True
-
-
 def _to_json(value: Any) -> Any:
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
@@ -293,11 +404,16 @@ def _from_json(field, value: Any) -> Any:
     if isinstance(field, (IntegerField,)) and not isinstance(field, AutoField):
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError
+        if not -(2 ** 63) <= value < 2 ** 63:
+            raise ValueError
         return value
     if isinstance(field, FloatField):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TypeError
-        return float(value)
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError
+        return value
     if isinstance(field, (CharField, TextField, ForeignKeyField)):
         if not isinstance(value, str):
             raise TypeError

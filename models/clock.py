@@ -1,17 +1,27 @@
 """Hybrid logical clock: physical milliseconds + counter + node id, encoded as a sortable string.
 
-Every synced write is stamped with `clock.now()`; every stamp received from another node is fed to
-`clock.observe()` so that later local stamps sort after it even when the two wall clocks disagree.
+Design: the clock belongs to the database, not to a process. Its state (the last stamp handed out)
+is one row of `hlc_state`, read and advanced inside every write transaction by whatever process
+writes (the web server, `flask sync`, a timer, a worker): two processes on one database can never
+hand out stamps that go backwards. The math is pure (`next_stamp`, `merged`); `HybridLogicalClock`
+binds it to the database through two callables installed by models/base.py.
+
+A node never refuses to start or to write because of its clock: a wall clock that went back is
+covered by the counter. A stamp received from elsewhere moves the clock forward only up to
+`max_ahead_ms` past this machine's wall clock, so one device with a wrong date cannot drag every
+clock in the network into the future; a record written after such a stamp still gets a stamp above
+the record's own (`now(after=...)`), which is all per-field last-writer-wins needs.
 The fixed-width encoding makes plain string comparison the same as (ms, counter, node) ordering.
 """
 from __future__ import annotations
 
 import re
-import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 NODE_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+COUNTER_MAX = 999_999
 
 
 @dataclass(frozen=True, order=True)
@@ -28,7 +38,7 @@ class Stamp:
 
 
 class ClockDriftError(ValueError):
-    """A received stamp is too far in the future to be trusted."""
+    """A device clock is too far ahead to be trusted (refused at hello, never at start)."""
 
 
 def decode(stamp: str) -> Stamp:
@@ -42,62 +52,83 @@ def decode(stamp: str) -> Stamp:
         raise ValueError(f"dấu thời gian không hợp lệ: {stamp!r}") from None
 
 
+def next_stamp(state: tuple[int, int], wall_ms: int, node: str, after: str = "") -> tuple[tuple[int, int], str]:
+    """The stamp after `state` (and after the stamp `after`, when given); return (new state, stamp)."""
+    ms, counter = state
+    if after:
+        floor = decode(after)
+        if (floor.ms, floor.counter) > (ms, counter):
+            ms, counter = floor.ms, floor.counter
+    if wall_ms > ms:
+        ms, counter = wall_ms, 0
+    else:
+        counter += 1
+        if counter > COUNTER_MAX:
+            # Only after a million stamps within one millisecond of clock time: borrow the next one.
+            ms, counter = ms + 1, 0
+    return (ms, counter), Stamp(ms, counter, node).encode()
+
+
+def merged(state: tuple[int, int], remote: str, wall_ms: int, max_ahead_ms: int) -> tuple[int, int]:
+    """The state after seeing a remote stamp, never pushed more than `max_ahead_ms` past our wall clock."""
+    theirs = decode(remote)
+    ceiling = wall_ms + max_ahead_ms
+    if theirs.ms > ceiling:
+        # Too far ahead to follow: stay put; the record keeps the stamp and later writes to it go
+        # above it through `after`, so nothing is lost and no clock is dragged.
+        return state
+    return max(state, (theirs.ms, theirs.counter))
+
+
 class HybridLogicalClock:
-    """A thread-safe HLC for one node (one per process, configured by create_app)."""
+    """The node's clock; its state lives in the database (see models/base.py `_read_state`)."""
 
-    # A stamp further ahead than this is refused rather than dragging every later stamp into the
-    # future (a field tablet with its date set a year ahead must not poison the whole network).
-    max_drift_ms = 24 * 3600 * 1000
+    # How far a received stamp may pull the clock ahead of this machine's wall clock. Minutes, not a
+    # day: within it an early stamp can beat a later honest write only for that long.
+    max_ahead_ms = 5 * 60 * 1000
 
-    def __init__(self, node_id: str = "central", wall=time.time):
+    def __init__(self, node_id: str = "central", wall: Callable[[], float] = time.time):
         self.node_id = node_id
         self._wall = wall
-        self._ms = 0
-        self._counter = 0
-        self._lock = threading.Lock()
+        # Installed by models/base.py: read the state (locking it for the transaction) and write it.
+        self.read_state: Callable[[], tuple[int, int]] | None = None
+        self.write_state: Callable[[tuple[int, int]], None] | None = None
 
-    def configure(self, node_id: str) -> None:
-        """Set the node id used in new stamps."""
+    def configure(self, node_id: str, max_ahead_ms: int | None = None) -> None:
+        """Set the node id used in new stamps (and the accepted window)."""
         if not NODE_ID_PATTERN.match(node_id):
             raise ValueError(f"mã nút không hợp lệ: {node_id!r} (chữ thường, số, gạch nối)")
         self.node_id = node_id
+        if max_ahead_ms is not None:
+            self.max_ahead_ms = int(max_ahead_ms)
 
-    def _physical(self) -> int:
+    def wall_ms(self) -> int:
+        """This machine's wall clock in milliseconds."""
         return int(self._wall() * 1000)
 
-    def now(self) -> str:
-        """Return a new stamp, strictly greater than every stamp seen so far."""
-        with self._lock:
-            pt = self._physical()
-            if pt > self._ms:
-                self._ms, self._counter = pt, 0
-            else:
-                self._counter += 1
-            return Stamp(self._ms, self._counter, self.node_id).encode()
+    def now(self, after: str = "") -> str:
+        """A new stamp above every stamp this database handed out or accepted (call inside a write transaction)."""
+        state, stamp = next_stamp(self.read_state(), self.wall_ms(), self.node_id, after)
+        self.write_state(state)
+        return stamp
 
     def observe(self, stamp: str) -> None:
-        """Merge a stamp made elsewhere so that later local stamps sort after it."""
-        remote = decode(stamp)
-        with self._lock:
-            pt = self._physical()
-            if remote.ms - pt > self.max_drift_ms:
-                raise ClockDriftError(
-                    f"dấu thời gian của nút {remote.node} đi trước đồng hồ máy này "
-                    f"{(remote.ms - pt) // 60000} phút: hãy chỉnh ngày giờ của thiết bị đó")
-            new_ms = max(self._ms, remote.ms, pt)
-            if new_ms == self._ms == remote.ms:
-                self._counter = max(self._counter, remote.counter) + 1
-            elif new_ms == self._ms:
-                self._counter += 1
-            elif new_ms == remote.ms:
-                self._counter = remote.counter + 1
-            else:
-                self._counter = 0
-            self._ms = new_ms
+        """Merge a stamp made elsewhere (inside a write transaction); never refuses."""
+        before = self.read_state()
+        after = merged(before, stamp, self.wall_ms(), self.max_ahead_ms)
+        if after != before:
+            self.write_state(after)
 
-    def skew_ms(self, stamp: str) -> int:
-        """How far ahead (positive) or behind a stamp is against this machine's wall clock."""
-        return decode(stamp).ms - self._physical()
+    def peek(self) -> str:
+        """The last stamp handed out, without advancing (for display and hello)."""
+        ms, counter = self.read_state()
+        return Stamp(ms, counter, self.node_id).encode()
+
+    def ahead_ms(self, stamp: str) -> int:
+        """How far a stamp is ahead (positive) or behind this machine's wall clock."""
+        return decode(stamp).ms - self.wall_ms()
+
+    skew_ms = ahead_ms
 
 
 clock = HybridLogicalClock()

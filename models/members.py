@@ -57,10 +57,14 @@ class Member(SyncedModel):
     gender = CharField(max_length=8, default="nam")
     admitted_on = DateField(null=True)
     full_member_on = DateField(null=True)
-    card_number = CharField(max_length=20, null=True, unique=True)
+    card_number = CharField(max_length=20, null=True, index=True)
     status = CharField(max_length=20, default="full")
     status_note = TextField(default="")
     position = CharField(max_length=20, default="")
+
+    # The same card number entered at central and at a node is a suspected duplicate to resolve at
+    # central (sync/merge.py), never a wall that blocks the node's queue.
+    sync_unique = ("card_number",)
 
     def sync_scope(self) -> str:
         """A member travels to the node that holds their cell."""
@@ -76,8 +80,8 @@ class Member(SyncedModel):
             errors["birth_year"] = f"Năm sinh phải từ 1900 đến {today.year - 16}."
         if self.card_number is not None:
             self.card_number = self.card_number.strip() or None
-        if self.card_number:
-            other = (Member.select(Member.full_name)
+        if self.card_number and not getattr(self, "_from_sync", False):
+            other = (Member.live().select(Member.full_name)
                      .where((Member.card_number == self.card_number) & (Member.id != self.id)).scalar())
             if other is not None:
                 errors["card_number"] = f"Số thẻ đảng viên {self.card_number} đã có (đảng viên {other})."

@@ -10,21 +10,24 @@ nothing to do writes nothing: no batch is sent, the pulled page is empty, no cha
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from http.cookiejar import DefaultCookiePolicy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import requests
-from peewee import DatabaseError, DoesNotExist
+from peewee import DataError, IntegrityError, fn
 
-from models import SYNCED_MODELS, SyncState, ValidationError, clock, db
-from models.base import apply_wire, utcnow
-from models.migrations import SCHEMA_VERSION
+from models import ChangeLog, SyncState, clock, db
+from models.base import utcnow, write_transaction
+from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
-from .outbox import LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, acknowledge, next_batch
+from .merge import SetAside, apply_change, check_change_shape, in_savepoint
+from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PUSHED_SEQ, acknowledge, next_batch,
+                     pushed_seq)
 from .protocol import API_PREFIX, SyncError, setting
-from .scope import write_transaction
+from .server import retry_dead_letters, set_aside
 
 Progress = Callable[[str], None]
 
@@ -38,6 +41,7 @@ class SyncReport:
     pulled: int = 0
     applied: int = 0
     pages: int = 0
+    set_aside: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -51,6 +55,8 @@ class SyncReport:
         """One Vietnamese sentence for people."""
         text = (f"Đã gửi {self.pushed} thay đổi trong {self.batches} lô; đã nhận {self.pulled} thay đổi "
                 f"({self.applied} được cập nhật) trong {self.seconds:.1f} giây.")
+        if self.set_aside:
+            text += f" {self.set_aside} thay đổi bị để riêng (xem trang Đồng bộ)."
         if self.errors:
             text += f" Có {len(self.errors)} lỗi."
         return text
@@ -127,6 +133,11 @@ def _require(config: Mapping[str, Any]) -> tuple[str, str, str]:
     return url, token, node_id
 
 
+CENTRAL_DB = "central_db"
+CENTRAL_AT_CENTRAL = "central_dead_letters"
+RECONCILE_NOTE = "reconcile_note"
+
+
 def run_sync(config: Mapping[str, Any], progress: Progress | None = None) -> SyncReport:
     """Handshake, push every pending batch, pull every page; return what was done."""
     say = progress or (lambda _line: None)
@@ -137,6 +148,8 @@ def run_sync(config: Mapping[str, Any], progress: Progress | None = None) -> Syn
     try:
         limits = handshake(client, config, node_id, report)
         say("Đã kết nối trung tâm.")
+        for warning in report.warnings:
+            say(f"Cảnh báo: {warning}")
         push_all(client, node_id, config, limits, report, say)
         pull_all(client, config, report, say)
     except SyncError as exc:
@@ -148,62 +161,113 @@ def run_sync(config: Mapping[str, Any], progress: Progress | None = None) -> Syn
     if report.errors:
         _remember_failure(report.errors[0])
     else:
-        with db.atomic():
+        with write_transaction():
             SyncState.set_value(LAST_SUCCESS, utcnow().isoformat(timespec="seconds"))
     return report
 
 
+def outbox_high(node_id: str) -> int:
+    """The highest sequence number this node logged for its own writes."""
+    return ChangeLog.select(fn.MAX(ChangeLog.seq)).where(ChangeLog.origin == node_id).scalar() or 0
+
+
 def handshake(client: CentralClient, config: Mapping[str, Any], node_id: str, report: SyncReport) -> dict:
-    """POST hello: versions and clocks; refuse to go on when central cannot read our data."""
+    """POST hello: versions, clock and identities; recognise a restore on either side and reconcile."""
+    db_id, generation = database_identity()
     status, body = client.call("POST", "/hello", json={
         "node_id": node_id,
         "app_version": str(config.get("APP_VERSION", "")),
         "schema_version": SCHEMA_VERSION,
-        "hlc": clock.now(),
-        "wall_ms": int(time.time() * 1000),
+        "hlc": _peek(),
+        "wall_ms": clock.wall_ms(),
+        "db_id": db_id,
+        "generation": generation,
     })
     if status != 200:
         raise SyncError(_refusal_message(status, body, "kết nối"), status, body.get("error", ""))
-    if isinstance(body.get("hlc"), str):
-        try:
-            clock.observe(body["hlc"])
-        except ValueError:
-            pass
     report.warnings.extend(w for w in body.get("warnings", []) if isinstance(w, str))
+    note = reconcile_identities(node_id, body)
+    if note:
+        report.warnings.append(note)
+    with write_transaction():
+        SyncState.set_value(CENTRAL_AT_CENTRAL, json.dumps(body.get("dead_letters") or [], ensure_ascii=False))
     return body
+
+
+def _peek() -> str:
+    """This node's clock without advancing it."""
+    with write_transaction():
+        return clock.peek()
+
+
+def reconcile_identities(node_id: str, answer: dict[str, Any]) -> str:
+    """Compare identities and positions with central's; after a restore on either side, start over safely.
+
+    Central restored or replaced (another id or generation, or a feed shorter than our cursor): pull
+    everything again from the start (our own records included) and push again what central no longer
+    has. This node restored from a backup (central has applied batches from this database that the
+    node no longer has): start a new generation and pull its full scope back. Returns a note for
+    people, or '' when nothing happened.
+    """
+    central = f"{answer.get('db_id', '')}:{answer.get('generation', '')}"
+    acked = answer.get("acked") if isinstance(answer.get("acked"), dict) else {}
+    acked_seq = acked.get("to_seq") if isinstance(acked.get("to_seq"), int) else 0
+    acked_hlc = acked.get("hlc") if isinstance(acked.get("hlc"), str) else ""
+    feed_seq = answer.get("feed_seq") if isinstance(answer.get("feed_seq"), int) else None
+    note = ""
+    with write_transaction():
+        known = SyncState.get_value(CENTRAL_DB)
+        cursor = int(SyncState.get_value(PULL_CURSOR, "0") or 0)
+        central_back = (known is not None and known != central) or (feed_seq is not None and cursor > feed_seq)
+        mine = ChangeLog.get_or_none((ChangeLog.seq == acked_seq) & (ChangeLog.origin == node_id)) if acked_seq else None
+        node_back = acked_seq > 0 and (acked_seq > outbox_high(node_id) or (mine is not None and acked_hlc
+                                                                             and mine.hlc != acked_hlc))
+        if central_back:
+            SyncState.set_value(PULL_CURSOR, "0")
+            if pushed_seq() > acked_seq:
+                SyncState.set_value(PUSHED_SEQ, str(acked_seq))
+            note = ("Trung tâm đã được khôi phục hoặc thay mới: nút nhận lại toàn bộ dữ liệu trong phạm vi và gửi lại "
+                    "những thay đổi trung tâm chưa có.")
+        elif node_back:
+            bump_generation()
+            SyncState.set_value(PULL_CURSOR, "0")
+            note = ("Cơ sở dữ liệu của nút đã được khôi phục từ bản sao lưu: nút nhận lại toàn bộ dữ liệu của mình "
+                    "từ trung tâm.")
+        SyncState.set_value(CENTRAL_DB, central)
+        if note:
+            SyncState.set_value(RECONCILE_NOTE, f"{utcnow().isoformat(timespec='seconds')} {note}")
+    return note
 
 
 def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], limits: dict,
              report: SyncReport, say: Progress) -> None:
-    """Push batches until the outbox is empty or central refuses one (then stop pushing)."""
+    """Push batches until the outbox is empty; changes central sets aside are acknowledged and listed."""
     size = setting(config, "SYNC_BATCH_SIZE")
     if limits.get("max_batch_changes"):
         size = min(size, int(limits["max_batch_changes"]))
     max_bytes = int(limits.get("max_request_bytes") or 0) or None
-    prefix = None
+    db_id, generation = database_identity()
     while True:
-        batch = next_batch(node_id, SCHEMA_VERSION, prefix or size, max_bytes)
-        prefix = None
+        batch = next_batch(node_id, SCHEMA_VERSION, size, max_bytes)
         if batch is None:
             return
-        status, body = client.call("POST", "/push", json=batch.to_wire())
-        if status == 401 or status >= 500:
+        wire = batch.to_wire()
+        wire.update(db_id=db_id, generation=generation)
+        status, body = client.call("POST", "/push", json=wire)
+        if status == 401 or status >= 500 or status == 426:
             raise SyncError(_refusal_message(status, body, "lô thay đổi"), status, body.get("error", ""))
         if status != 200:
-            refused = body.get("record") if isinstance(body.get("record"), dict) else {}
-            index = refused.get("index")
-            if status in (403, 422) and isinstance(index, int) and 0 < index < len(batch.changes):
-                # Central named the change it refuses: deliver everything queued before it, then stop there.
-                prefix = index
-                continue
-            # The batch stays queued; pulling can still go on (a later issue sets bad records aside).
+            # The whole batch was refused (its envelope): keep it queued and say so; pulling goes on.
             report.errors.append(_refusal_message(status, body, f"lô {batch.from_seq}–{batch.to_seq}"))
             say(report.errors[-1])
             return
         acknowledge(int(body.get("ack_seq", batch.to_seq)))
         report.pushed += len(batch.changes)
         report.batches += 1
-        say(f"Đã gửi lô {report.batches}: {len(batch.changes)} thay đổi (số {batch.from_seq}–{batch.to_seq}).")
+        aside = body.get("set_aside") if isinstance(body.get("set_aside"), list) else []
+        report.set_aside += len(aside)
+        say(f"Đã gửi lô {report.batches}: {len(batch.changes)} thay đổi (số {batch.from_seq}–{batch.to_seq})"
+            + (f", {len(aside)} thay đổi bị trung tâm để riêng." if aside else "."))
 
 
 def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncReport, say: Progress) -> None:
@@ -216,51 +280,60 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
             raise SyncError(_refusal_message(status, body, "gửi dữ liệu về"), status, body.get("error", ""))
         changes = body.get("changes")
         next_cursor = body.get("next_cursor")
-        if not isinstance(changes, list) or not isinstance(next_cursor, int):
+        if not isinstance(changes, list) or not isinstance(next_cursor, int) or isinstance(next_cursor, bool):
             raise SyncError("Trung tâm trả lời không đúng định dạng (thiếu changes hoặc next_cursor).")
-        if changes:
-            report.applied += apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")))
+        if changes or next_cursor != cursor:
+            applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")))
+            report.applied += applied
+            report.set_aside += aside
             report.pulled += len(changes)
-            report.pages += 1
-            say(f"Đã nhận trang {report.pages}: {len(changes)} thay đổi (đến số {next_cursor}).")
+            if changes:
+                report.pages += 1
+                say(f"Đã nhận trang {report.pages}: {len(changes)} thay đổi (đến số {next_cursor}).")
         if not body.get("more") or not changes:
             return
 
 
-def apply_pull_page(changes: list[dict[str, Any]], next_cursor: int, node_id: str) -> int:
-    """Apply one page (last writer wins) and store the new cursor, all in one transaction."""
-    applied = 0
+def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple[int, int]:
+    """Merge one page and store the new cursor, in one transaction; set aside what cannot apply here.
+
+    Returns (changes applied, changes set aside). A change set aside stays in the local dead-letter
+    list (shown on the status page) and is retried after every page.
+    """
+    applied = aside = 0
     with write_transaction():
-        for change in changes:
-            if not isinstance(change, dict):
-                raise SyncError("Trung tâm gửi một thay đổi không đúng định dạng.")
-            model = SYNCED_MODELS.get(change.get("table"))
-            if model is None:
-                raise SyncError(f"Trung tâm gửi dữ liệu bảng {change.get('table')!r} mà phiên bản này chưa "
-                                "biết; hãy cập nhật phần mềm tại nút.")
-            payload = change.get("payload")
-            if not isinstance(payload, dict) or payload.get("id") != change.get("record_id"):
-                raise SyncError(f"Thay đổi số {change.get('seq')} từ trung tâm không hợp lệ (mã bản ghi).")
-            origin = change.get("origin") or "central"
-            # A change that came back from central must never re-enter this node's outbox.
-            if origin == node_id:
-                origin = "central"
+        newest = max((c.get("hlc") for c in changes if isinstance(c, dict) and isinstance(c.get("hlc"), str)),
+                     default="")
+        if newest:
             try:
-                applied += int(apply_wire(model, payload, origin=origin))
-            except (ValidationError, ValueError) as exc:
-                raise SyncError(f"Không áp dụng được thay đổi {change.get('table')}/{change.get('record_id')} "
-                                f"từ trung tâm: {exc}") from None
-            except (DatabaseError, DoesNotExist) as exc:
-                raise SyncError(f"Không áp dụng được thay đổi {change.get('table')}/{change.get('record_id')} "
-                                f"từ trung tâm ({type(exc).__name__}: {exc}). Con trỏ không đổi.") from None
+                clock.observe(newest)
+            except ValueError:
+                pass
+        for index, change in enumerate(changes):
+            try:
+                model, record_id, hlc, payload = check_change_shape(change)
+                origin = change.get("origin") if isinstance(change.get("origin"), str) else "central"
+                with in_savepoint():
+                    outcome = apply_change(model, record_id, hlc, payload, origin=origin[:32], log=False)
+            except SetAside as refused:
+                set_aside("central", f"pull:{next_cursor}"[:36], index, change, refused)
+                aside += 1
+                continue
+            except (IntegrityError, DataError) as exc:
+                set_aside("central", f"pull:{next_cursor}"[:36], index, change,
+                          SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}"))
+                aside += 1
+                continue
+            applied += int(bool(outcome.applied))
+        retry_dead_letters("central", reasons=("missing_parent", "missing_record", "parent_deleted"))
         SyncState.set_value(PULL_CURSOR, str(next_cursor))
-    return applied
+    return applied, aside
 
 
 def _remember_failure(message: str) -> None:
     """Keep the last error for the status page (best effort: never hides the original error)."""
     try:
-        with db.atomic():
+        with write_transaction():
             SyncState.set_value(LAST_ERROR, message)
             SyncState.set_value(LAST_ERROR_AT, utcnow().isoformat(timespec="seconds"))
     except Exception:  # noqa: BLE001 - the sync error matters more than bookkeeping

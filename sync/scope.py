@@ -15,24 +15,13 @@ from __future__ import annotations
 
 from collections import deque
 
-from peewee import ForeignKeyField, SqliteDatabase
+from peewee import ForeignKeyField
 
-from models import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, db
+from models import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel
+from models.base import write_transaction
 from models.org import CENTRAL_NODE, Cell
 
 HOME_KEY = "cell_home:{}"
-
-
-def write_transaction():
-    """A transaction that takes SQLite's write lock up front.
-
-    A deferred SQLite transaction that reads and then writes fails at once ("database is locked")
-    when another connection wrote in between; taking the lock first makes concurrent writers wait
-    for each other (busy_timeout) instead. Other databases get a plain transaction.
-    """
-    if isinstance(db.obj, SqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
 
 
 def scoped_models() -> list[type[SyncedModel]]:
@@ -108,7 +97,7 @@ def rehome_cells(origin: str = CENTRAL_NODE) -> int:
                 for record in query:
                     # The model decides; the foreign-key path only narrows the search.
                     if record.sync_scope() == cell.node_id:
-                        ChangeLog.record(record, origin=origin)
+                        ChangeLog.record_state(record, origin=origin)
                         logged += 1
             SyncState.set_value(HOME_KEY.format(cell.id), cell.node_id)
     return logged

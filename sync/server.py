@@ -13,24 +13,23 @@ answer without being applied twice.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any, Mapping
 
-from peewee import DoesNotExist, ForeignKeyField, IntegrityError
+from peewee import DataError, IntegrityError, fn
 
-from models import SYNCED_MODELS, ChangeLog, Node, ValidationError, clock
-from models.base import apply_wire, utcnow
+from models import ChangeLog, Node, clock
+from models.base import _short, utcnow, write_transaction
 from models.clock import decode
-from models.migrations import SCHEMA_VERSION
-from models.sync_state import AppliedBatch
+from models.migrations import SCHEMA_VERSION, database_identity
+from models.sync_state import AppliedBatch, DeadLetter
 
+from .merge import SetAside, apply_change, check_change_shape, in_savepoint
 from .protocol import PROTOCOL_VERSION, Refusal, content_hash, setting
-from .scope import rehome_cells, write_transaction
+from .scope import rehome_cells
 
 BATCH_FIELDS = {"batch_id": str, "node_id": str, "schema_version": int, "from_seq": int,
                 "to_seq": int, "content_hash": str, "changes": list}
-CHANGE_FIELDS = {"table": str, "record_id": str, "hlc": str, "payload": dict}
 
 
 def check_schema(node_schema: Any) -> None:
@@ -51,49 +50,92 @@ def check_schema(node_schema: Any) -> None:
 
 
 def hello(node: Node, body: Any, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Record what the node says about itself and answer central's versions and clock."""
+    """Record what the node says about itself and answer central's versions, clock and identity.
+
+    Refuses (409 clock_drift) a node whose device clock is ahead of central's by more than the
+    accepted window, and says so on central's node screen; a clock behind only gets a warning. The
+    node's queue is kept either way. Never refuses because of stamps already made.
+    """
     if not isinstance(body, dict):
         raise Refusal(400, "bad_request", "Nội dung yêu cầu phải là một đối tượng JSON.")
     missing = [k for k in ("node_id", "app_version", "schema_version", "hlc") if k not in body]
     if missing:
         raise Refusal(400, "bad_request", f"Thiếu trường: {', '.join(missing)}.", fields=missing)
     if body["node_id"] != node.id:
-        raise Refusal(403, "wrong_node", f"Mã đồng bộ này thuộc nút {node.id}, không phải {body['node_id']}.")
+        raise Refusal(403, "wrong_node", f"Mã đồng bộ này thuộc nút {node.id}, không phải {_short(body['node_id'])}.")
     try:
-        skew = clock.skew_ms(str(body["hlc"]))
+        skew = clock.ahead_ms(str(body["hlc"]))
     except ValueError:
-        raise Refusal(400, "bad_request", f"Dấu thời gian hlc không hợp lệ: {body['hlc']!r}.") from None
-    if isinstance(body.get("wall_ms"), int):
-        # Wall time is the better measure of the device clock; the HLC may run ahead of it.
-        skew = body["wall_ms"] - int(time.time() * 1000)
-    node.last_seen_at = utcnow()
-    node.app_version = str(body["app_version"])[:40]
-    node.schema_version = body["schema_version"] if isinstance(body["schema_version"], int) else 0
-    node.clock_skew_ms = int(skew)
-    node.save()
+        raise Refusal(400, "bad_request", f"Dấu thời gian hlc không hợp lệ: {_short(body['hlc'])}.") from None
+    wall = body.get("wall_ms")
+    if isinstance(wall, int) and not isinstance(wall, bool) and abs(wall) < 2 ** 62:
+        # Wall time is the measure of the device clock; the HLC may legitimately run ahead of it.
+        skew = wall - clock.wall_ms()
+    skew = max(-(2 ** 62), min(2 ** 62, int(skew)))
+    window = setting(config, "SYNC_MAX_CLOCK_AHEAD_MS")
+    with write_transaction():
+        Node.update(last_seen_at=utcnow(), app_version=str(body["app_version"])[:40],
+                    schema_version=body["schema_version"] if isinstance(body["schema_version"], int)
+                    and abs(body["schema_version"]) < 2 ** 31 else 0,
+                    clock_skew_ms=skew).where(Node.id == node.id).execute()
     check_schema(body["schema_version"])
-    try:
-        clock.observe(str(body["hlc"]))
-    except ValueError as exc:
-        # A clock far in the future would drag every later stamp with it: refuse until it is fixed.
-        raise Refusal(409, "clock_drift", f"Đồng hồ của nút {node.id} sai quá nhiều ({exc}). Hãy chỉnh ngày "
-                                          "giờ trên máy tại nút rồi đồng bộ lại; dữ liệu chờ gửi vẫn được giữ.",
-                      clock_skew_ms=int(skew)) from None
+    if skew > window:
+        raise Refusal(409, "clock_drift",
+                      f"Đồng hồ của nút {node.id} đi nhanh hơn trung tâm {skew // 60000} phút (cho phép "
+                      f"{window // 60000} phút). Hãy chỉnh ngày giờ trên máy tại nút rồi đồng bộ lại; dữ liệu chờ "
+                      "gửi vẫn được giữ.", clock_skew_ms=skew)
     warnings = []
     if abs(skew) > setting(config, "SYNC_MAX_CLOCK_SKEW_MS"):
-        warnings.append(f"Đồng hồ của nút lệch {abs(skew) // 1000} giây so với trung tâm; "
+        direction = "nhanh" if skew > 0 else "chậm"
+        warnings.append(f"Đồng hồ của nút {direction} {abs(skew) // 1000} giây so với trung tâm; "
                         "hãy chỉnh lại giờ trên máy tại nút.")
+    identity = database_identity()
     return {
         "protocol": PROTOCOL_VERSION,
         "node_id": str(config.get("NODE_ID", "central")),
         "app_version": str(config.get("APP_VERSION", "")),
         "schema_version": SCHEMA_VERSION,
-        "hlc": clock.now(),
-        "clock_skew_ms": int(skew),
+        "hlc": _peek(),
+        "wall_ms": clock.wall_ms(),
+        "clock_skew_ms": skew,
         "max_request_bytes": setting(config, "SYNC_MAX_REQUEST_BYTES"),
         "max_batch_changes": setting(config, "SYNC_MAX_BATCH_CHANGES"),
+        "db_id": identity[0],
+        "generation": identity[1],
+        "feed_seq": feed_high(),
+        "acked": acked_for(node.id, body.get("db_id"), body.get("generation")),
+        "dead_letters": open_dead_letters(node.id),
         "warnings": warnings,
     }
+
+
+def open_dead_letters(node_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The node's changes central set aside and nobody has resolved yet (newest first), for its status page."""
+    rows = (DeadLetter.select().where((DeadLetter.node_id == node_id) & DeadLetter.resolved_at.is_null())
+            .order_by(DeadLetter.id.desc()).limit(limit))
+    return [{"table": r.table, "record_id": r.record_id, "reason": r.reason, "message": r.message[:300],
+             "at": r.created_at.isoformat(timespec="seconds") if r.created_at else ""} for r in rows]
+
+
+def _peek() -> str:
+    """Central's clock without advancing it."""
+    return clock.peek()
+
+
+def feed_high() -> int:
+    """The highest sequence number of central's change feed."""
+    return ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
+
+
+def acked_for(node_id: str, db_id: Any, generation: Any) -> dict[str, Any]:
+    """The last batch central applied from this node's database (id and generation), to detect restores."""
+    query = AppliedBatch.select().where(AppliedBatch.node_id == node_id)
+    if isinstance(db_id, str) and db_id:
+        query = query.where(AppliedBatch.source == f"{db_id}:{generation}")
+    last = query.order_by(AppliedBatch.to_seq.desc()).first()
+    if last is None:
+        return {"to_seq": 0, "hlc": ""}
+    return {"to_seq": last.to_seq, "hlc": last.last_hlc or ""}
 
 
 def _check_shape(body: Any, spec: dict[str, type], where: str) -> None:
@@ -114,15 +156,19 @@ def _record_ref(index: int, change: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "table": change.get("table"), "record_id": change.get("record_id")}
 
 
-def validate_batch(node: Node, body: Any, config: Mapping[str, Any]) -> list[tuple[type, dict, dict]]:
-    """First pass, no database: shape, limits, hash, tables and payloads. Return (model, values, change)."""
+def validate_batch(node: Node, body: Any, config: Mapping[str, Any]) -> list[Any]:
+    """Check the batch envelope (shape, limits, hash); return its changes. Refusals are whole-batch 4xx.
+
+    Each change is checked later, one by one: a change that cannot be applied is set aside as a dead
+    letter instead of refusing the batch, so it never blocks the changes behind it.
+    """
     _check_shape(body, BATCH_FIELDS, "Lô thay đổi")
     try:
         uuid.UUID(body["batch_id"])
     except ValueError:
         raise Refusal(400, "bad_request", "batch_id phải là một UUID.", field="batch_id") from None
     if body["node_id"] != node.id:
-        raise Refusal(403, "wrong_node", f"Mã đồng bộ này thuộc nút {node.id}, không phải {body['node_id']}.")
+        raise Refusal(403, "wrong_node", f"Mã đồng bộ này thuộc nút {node.id}, không phải {_short(body['node_id'])}.")
     check_schema(body["schema_version"])
     changes = body["changes"]
     if not changes:
@@ -130,113 +176,67 @@ def validate_batch(node: Node, body: Any, config: Mapping[str, Any]) -> list[tup
     if len(changes) > setting(config, "SYNC_MAX_BATCH_CHANGES"):
         raise Refusal(413, "too_large", f"Lô có {len(changes)} thay đổi, vượt giới hạn "
                                          f"{setting(config, 'SYNC_MAX_BATCH_CHANGES')} của trung tâm.")
-    if not 0 < body["from_seq"] <= body["to_seq"]:
+    if not 0 < body["from_seq"] <= body["to_seq"] < 2 ** 62:
         raise Refusal(400, "bad_request", "Khoảng số thứ tự from_seq..to_seq không hợp lệ.")
-    for index, change in enumerate(changes):
-        _check_shape(change, CHANGE_FIELDS, f"Thay đổi thứ {index}")
+    for key in ("db_id", "generation"):
+        if key in body and not isinstance(body[key], (str, int)):
+            raise Refusal(400, "bad_request", f"Trường {key} sai kiểu dữ liệu.", field=key)
     if content_hash(changes) != body["content_hash"]:
         raise Refusal(400, "hash_mismatch", "Mã băm nội dung (content_hash) không khớp với danh sách thay "
                                             "đổi; dữ liệu có thể bị hỏng trên đường truyền.")
-    checked = []
-    for index, change in enumerate(changes):
-        ref = _record_ref(index, change)
-        model = SYNCED_MODELS.get(change["table"])
-        if model is None:
-            raise Refusal(422, "unknown_table", f"Bảng không tồn tại: {change['table']!r}.", record=ref)
-        try:
-            values = model.from_wire(change["payload"])
-        except ValidationError as exc:
-            raise Refusal(422, "invalid_record", f"Bản ghi {change['table']}/{change['record_id']} không "
-                                                 f"hợp lệ: {exc}", record=ref, errors=exc.errors) from None
-        if values.get("id") != change["record_id"]:
-            raise Refusal(422, "invalid_record", "Mã bản ghi trong payload khác record_id.", record=ref)
-        if values.get("hlc") != change["hlc"]:
-            raise Refusal(422, "invalid_record", "Dấu thời gian trong payload khác hlc.", record=ref)
-        try:
-            stamp = decode(change["hlc"])
-        except ValueError as exc:
-            raise Refusal(422, "invalid_record", str(exc), record=ref) from None
-        if stamp.node != node.id:
-            # A node pushes only what it wrote, and it stamps with its own id.
-            raise Refusal(422, "invalid_record", f"Dấu thời gian {change['hlc']} không do nút {node.id} tạo.",
-                          record=ref)
-        checked.append((model, values, change))
-    return checked
-
-
-def _check_parents(model: type, values: dict[str, Any], ref: dict[str, Any]) -> None:
-    """Refuse (422) a change pointing to a record central does not have (yet)."""
-    for field in model._meta.sorted_fields:
-        if not isinstance(field, ForeignKeyField):
-            continue
-        target = values.get(field.name)
-        if target is None:
-            continue
-        parent = field.rel_model
-        if not parent.select().where(parent._meta.primary_key == target).exists():
-            raise Refusal(422, "missing_parent",
-                          f"Bản ghi {ref['table']}/{ref['record_id']} trỏ tới {parent._meta.table_name}/"
-                          f"{target} mà trung tâm chưa có. Hãy gửi bản ghi cha trước (trong cùng lô hoặc lô "
-                          "trước).", record=ref, field=field.column_name, parent_table=parent._meta.table_name,
-                          parent_id=target)
-
-
-def _check_scope(node: Node, model: type, values: dict[str, Any], ref: dict[str, Any]) -> None:
-    """Refuse (403) a change to a record outside the node's scope, before or after the change."""
-    current = model.get_or_none(model.id == values["id"])
-    scopes = []
-    try:
-        if current is not None:
-            scopes.append(current.sync_scope())
-        scopes.append(model(**values).sync_scope())
-    except (ValidationError, DoesNotExist) as exc:
-        raise Refusal(422, "missing_parent", f"Không xác định được phạm vi của bản ghi: {exc}", record=ref) from None
-    if any(scope != node.id for scope in scopes):
-        raise Refusal(403, "out_of_scope",
-                      f"Nút {node.id} không được ghi bản ghi {ref['table']}/{ref['record_id']}: bản ghi "
-                      f"thuộc phạm vi {', '.join(sorted(set(s for s in scopes if s != node.id)))}. "
-                      "Không thay đổi nào trong lô được áp dụng.", record=ref)
+    return changes
 
 
 def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Apply one pushed batch in one transaction; return (answer, replayed). Raise Refusal."""
-    checked = validate_batch(node, body, config)
+    """Apply one pushed batch in one transaction (bad changes set aside); return (answer, replayed)."""
+    changes = validate_batch(node, body, config)
     stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
     if stored is not None:
         return _replay(stored, node, body), True
-    applied = skipped = 0
+    applied = skipped = conflicts = 0
+    aside: list[dict[str, Any]] = []
     try:
         with write_transaction():
             # Checked again under the write lock: a concurrent push of the same batch may have won.
             stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
             if stored is not None:
                 return _replay(stored, node, body), True
-            for index, (model, values, change) in enumerate(checked):
-                ref = _record_ref(index, change)
-                _check_parents(model, values, ref)
-                _check_scope(node, model, values, ref)
+            observe_batch(changes)
+            for index, change in enumerate(changes):
                 try:
-                    done = apply_wire(model, change["payload"], origin=node.id)
-                except ValidationError as exc:
-                    raise Refusal(422, "invalid_record", f"Bản ghi {ref['table']}/{ref['record_id']} vi phạm "
-                                                         f"quy tắc: {exc}", record=ref, errors=exc.errors) from None
-                except IntegrityError as exc:
-                    raise Refusal(422, "conflict", f"Bản ghi {ref['table']}/{ref['record_id']} trùng khóa duy "
-                                                   f"nhất hoặc sai ràng buộc: {exc}", record=ref) from None
-                applied += int(done)
-                skipped += int(not done)
+                    model, record_id, hlc, payload = check_change_shape(change)
+                    with in_savepoint():
+                        outcome = apply_change(model, record_id, hlc, payload, origin=node.id, pusher=node.id,
+                                               detect=True, log=True)
+                except SetAside as refused:
+                    aside.append(set_aside(node.id, body["batch_id"], index, change, refused))
+                    continue
+                except (IntegrityError, DataError) as exc:
+                    aside.append(set_aside(node.id, body["batch_id"], index, change,
+                                           SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}")))
+                    continue
+                applied += int(bool(outcome.applied))
+                skipped += int(not outcome.applied)
+                conflicts += outcome.conflicts
+            retried = retry_dead_letters(node.id, reasons=("missing_parent", "missing_record"))
+            last_hlc = changes[-1].get("hlc") if isinstance(changes[-1], dict) else ""
             answer = {
                 "status": "applied",
                 "batch_id": body["batch_id"],
                 "from_seq": body["from_seq"],
                 "to_seq": body["to_seq"],
                 "ack_seq": body["to_seq"],
-                "received": len(checked),
+                "received": len(changes),
                 "applied": applied,
                 "skipped": skipped,
+                "conflicts": conflicts,
+                "set_aside": aside,
+                "retried": retried,
             }
             AppliedBatch.create(batch_id=body["batch_id"], node_id=node.id, content_hash=body["content_hash"],
-                                from_seq=body["from_seq"], to_seq=body["to_seq"], change_count=len(checked),
+                                from_seq=body["from_seq"], to_seq=body["to_seq"], change_count=len(changes),
+                                source=f"{body.get('db_id', '')}:{body.get('generation', '')}"[:80],
+                                last_hlc=str(last_hlc or "")[:64],
                                 response_json=json.dumps(answer, ensure_ascii=False))
             Node.update(last_push_at=utcnow(), last_seen_at=utcnow()).where(Node.id == node.id).execute()
     except IntegrityError:
@@ -248,6 +248,75 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
     return answer, False
 
 
+def observe_batch(changes: list[Any]) -> None:
+    """Let the clock see the newest stamp of a batch once (and lock the feed on PostgreSQL)."""
+    stamps = [c.get("hlc") for c in changes if isinstance(c, dict) and isinstance(c.get("hlc"), str)]
+    newest = ""
+    for stamp in stamps:
+        try:
+            decode(stamp)
+        except ValueError:
+            continue
+        newest = max(newest, stamp)
+    if newest:
+        clock.observe(newest)
+    else:
+        clock.peek()
+
+
+def set_aside(source: str, batch_id: str, index: int, change: Any, refused: SetAside) -> dict[str, Any]:
+    """Record a dead letter for a change (inside the batch transaction); return how the answer names it."""
+    record = change if isinstance(change, dict) else {}
+    table = record.get("table") if isinstance(record.get("table"), str) else ""
+    record_id = record.get("record_id") if isinstance(record.get("record_id"), str) else ""
+    DeadLetter.create(node_id=source[:32], batch_id=batch_id[:36], position=index, table=table[:64],
+                      record_id=record_id[:36], hlc=str(record.get("hlc") or "")[:64],
+                      change_json=json.dumps(change, ensure_ascii=False), reason=refused.reason[:32],
+                      message=refused.message)
+    return {"index": index, "table": table[:64], "record_id": record_id[:36], "reason": refused.reason,
+            "message": refused.message[:300]}
+
+
+def retry_dead_letters(source: str, reasons: tuple[str, ...] | None = None, ids: list[int] | None = None,
+                       limit: int = 500) -> int:
+    """Try open dead letters from `source` again, oldest first (inside a write transaction). Return applied."""
+    query = DeadLetter.select().where((DeadLetter.node_id == source) & DeadLetter.resolved_at.is_null())
+    if reasons:
+        query = query.where(DeadLetter.reason.in_(reasons))
+    if ids is not None:
+        query = query.where(DeadLetter.id.in_(ids))
+    done = 0
+    for letter in query.order_by(DeadLetter.id).limit(limit):
+        if retry_one(letter, central=source != "central"):
+            done += 1
+    return done
+
+
+def retry_one(letter: DeadLetter, central: bool = True) -> bool:
+    """Apply one dead letter again; mark it resolved when it applies, else keep the new reason."""
+    change = json.loads(letter.change_json)
+    try:
+        model, record_id, hlc, payload = check_change_shape(change)
+        with in_savepoint():
+            if central:
+                apply_change(model, record_id, hlc, payload, origin=letter.node_id, pusher=letter.node_id,
+                             detect=True, log=True)
+            else:
+                apply_change(model, record_id, hlc, payload, origin=str(change.get("origin") or "central"),
+                             detect=False, log=False)
+    except SetAside as refused:
+        DeadLetter.update(reason=refused.reason[:32], message=refused.message,
+                          attempts=DeadLetter.attempts + 1).where(DeadLetter.id == letter.id).execute()
+        return False
+    except (IntegrityError, DataError) as exc:
+        DeadLetter.update(reason="constraint", message=f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}",
+                          attempts=DeadLetter.attempts + 1).where(DeadLetter.id == letter.id).execute()
+        return False
+    DeadLetter.update(resolved_at=utcnow(), resolution="Đã áp dụng khi thử lại",
+                      attempts=DeadLetter.attempts + 1).where(DeadLetter.id == letter.id).execute()
+    return True
+
+
 def _replay(stored: AppliedBatch, node: Node, body: dict[str, Any]) -> dict[str, Any]:
     """The stored answer of a batch already applied, or 409 when the id is reused for other content."""
     if stored.node_id != node.id or stored.content_hash != body["content_hash"]:
@@ -257,20 +326,30 @@ def _replay(stored: AppliedBatch, node: Node, body: dict[str, Any]) -> dict[str,
     return json.loads(stored.response_json)
 
 
-def serve_pull(node: Node, cursor: int, limit: int, config: Mapping[str, Any]) -> dict[str, Any]:
-    """One page of central's change feed for the node: its scope and '*', never its own changes."""
+def serve_pull(node: Node, cursor: int, limit: int, config: Mapping[str, Any], full: bool = False) -> dict[str, Any]:
+    """One page of central's change feed for the node: its scope and '*'.
+
+    The node's own changes are left out unless it asks for its full scope (`full`, and always from
+    cursor 0): a fresh, replaced or restored node gets its own earlier records back. When no row
+    after the cursor is for this node, the cursor still advances to the end of the feed, so a sync
+    with nothing to do costs the same however long the feed is.
+    """
     rehome_cells(origin=str(config.get("NODE_ID", "central")))
-    rows = list(ChangeLog.select()
-                .where((ChangeLog.seq > cursor) & (ChangeLog.scope.in_(["*", node.id]))
-                       & (ChangeLog.origin != node.id))
-                .order_by(ChangeLog.seq)
-                .limit(limit + 1))
+    high = feed_high()
+    query = ChangeLog.select().where((ChangeLog.seq > cursor) & (ChangeLog.scope.in_(["*", node.id])))
+    if not (full or cursor == 0):
+        query = query.where(ChangeLog.origin != node.id)
+    rows = list(query.order_by(ChangeLog.seq).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
+    if more:
+        next_cursor = rows[-1].seq
+    else:
+        next_cursor = max([high, cursor] + [r.seq for r in rows[-1:]])
     Node.update(last_pull_at=utcnow(), last_seen_at=utcnow()).where(Node.id == node.id).execute()
     return {
         "cursor": cursor,
-        "next_cursor": rows[-1].seq if rows else cursor,
+        "next_cursor": next_cursor,
         "more": more,
         "changes": [{"seq": r.seq, "table": r.table, "record_id": r.record_id, "hlc": r.hlc,
                      "origin": r.origin, "payload": json.loads(r.payload)} for r in rows],

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 from peewee import fn
 
+import json
+
 from models import Node, SyncState
 from models.base import utcnow
-from models.sync_state import AppliedBatch
+from models.sync_state import AppliedBatch, Conflict, DeadLetter
 
 from .outbox import LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, pending_count, pushed_seq
 
@@ -28,6 +30,11 @@ class FieldStatus:
     pending: int
     pushed_seq: int
     pull_cursor: int
+    # What central set aside of this node's changes (as central said at the last hello).
+    central_dead_letters: list = None
+    # Changes from central this node could not apply (kept here, retried after every pull).
+    local_dead_letters: list = None
+    reconcile_note: str = ""
 
     @property
     def error_is_current(self) -> bool:
@@ -55,7 +62,21 @@ def field_status(node_id: str) -> FieldStatus:
         pending=pending_count(node_id),
         pushed_seq=pushed_seq(),
         pull_cursor=int(SyncState.get_value(PULL_CURSOR, "0") or 0),
+        central_dead_letters=_json_list(SyncState.get_value("central_dead_letters", "[]")),
+        local_dead_letters=list(DeadLetter.select().where((DeadLetter.node_id == "central")
+                                                          & DeadLetter.resolved_at.is_null())
+                                .order_by(DeadLetter.id.desc()).limit(50)),
+        reconcile_note=SyncState.get_value("reconcile_note", "") or "",
     )
+
+
+def _json_list(text: str | None) -> list:
+    """A stored JSON list, or [] when missing or unreadable."""
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def ago_in_words(moment: dt.datetime | None, now: dt.datetime | None = None) -> str:
@@ -89,6 +110,7 @@ class NodeRow:
     node: Node
     batches: int
     last_batch_at: dt.datetime | None
+    dead_letters: int = 0
 
 
 def node_overview() -> list[NodeRow]:
@@ -97,10 +119,23 @@ def node_overview() -> list[NodeRow]:
              AppliedBatch.select(AppliedBatch.node_id, fn.COUNT(AppliedBatch.batch_id).alias("n"),
                                  fn.MAX(AppliedBatch.applied_at).alias("last"))
              .group_by(AppliedBatch.node_id)}
+    letters = {row.node_id: row.n for row in
+               DeadLetter.select(DeadLetter.node_id, fn.COUNT(DeadLetter.id).alias("n"))
+               .where(DeadLetter.resolved_at.is_null()).group_by(DeadLetter.node_id)}
     rows = []
     for node in Node.select().order_by(Node.id):
         count, last = stats.get(node.id, (0, None))
         if isinstance(last, str):
             last = dt.datetime.fromisoformat(last)
-        rows.append(NodeRow(node, count, last))
+        rows.append(NodeRow(node, count, last, letters.get(node.id, 0)))
     return rows
+
+
+def open_conflicts():
+    """Conflicts waiting for a person at central, oldest first."""
+    return Conflict.select().where(Conflict.resolved_at.is_null()).order_by(Conflict.id)
+
+
+def open_dead_letters():
+    """Dead letters nobody has resolved yet, oldest first."""
+    return DeadLetter.select().where(DeadLetter.resolved_at.is_null()).order_by(DeadLetter.id)

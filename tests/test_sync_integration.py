@@ -75,6 +75,16 @@ with app.app_context(), db.connection_context():
     print(meeting.id)
 """
 
+ADD_MEETING = """
+import sys, datetime as dt
+from app import create_app
+from models import Meeting, db
+app = create_app()
+with app.app_context(), db.connection_context():
+    print(Meeting.create(cell=sys.argv[1], held_on=dt.date.today() - dt.timedelta(days=40),
+                         title="Họp sau khi bị từ chối").id)
+"""
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -264,17 +274,26 @@ def test_two_nodes_sync_both_ways_and_a_second_sync_changes_nothing(nodes):
     assert (fingerprint(central), fingerprint(field)) == before
 
 
-def test_a_refused_change_holds_back_only_itself_and_what_follows(nodes):
-    """A change outside the node's scope is refused; what was queued before it still reaches central."""
+def test_a_refused_change_is_set_aside_and_never_blocks_the_queue(nodes):
+    """A change central refuses is acknowledged and listed as a dead letter; everything else keeps flowing."""
     central, field, _server, ids = nodes
     sync(field)
     meeting_id = run(field, "-c", WRITE_ON_FIELD, ids["cb02"]).stdout.strip().splitlines()[-1]
-    result = sync(field, check=False)
-    assert result.returncode != 0
-    assert "từ chối" in result.stderr and "403" in result.stderr
+    result = sync(field)
+    assert "để riêng" in result.stdout
     assert query(central, "SELECT title FROM meeting WHERE id=?", meeting_id) == [("Ghi trước thay đổi sai",)]
     assert query(central, "SELECT name FROM cell WHERE code='CB01'") == [("Chi bộ Văn phòng",)]
+    letters = query(central, "SELECT \"table\", reason, message FROM sync_dead_letter WHERE node_id='doi-1' "
+                             "AND resolved_at IS NULL")
+    assert ("cell", "out_of_scope") in {(t, r) for t, r, _m in letters}
+    assert all("CB01" not in m or "phạm vi" in m for _t, _r, m in letters)
+    # Nothing is left in the node's queue, and a meeting written afterwards still goes up.
     pushed = int(query(field, "SELECT value FROM sync_state WHERE key='pushed_seq'")[0][0])
-    held = query(field, "SELECT \"table\" FROM change_log WHERE origin='doi-1' AND seq > ? ORDER BY seq", pushed)
-    # The meeting (and what was written with it) went; the rename is still queued, not dropped.
-    assert ("cell",) in held and ("meeting",) not in held
+    assert query(field, "SELECT COUNT(*) FROM change_log WHERE origin='doi-1' AND seq > ?", pushed)[0][0] == 0
+    later = run(field, "-c", ADD_MEETING, ids["cb02"]).stdout.strip().splitlines()[-1]
+    sync(field)
+    assert query(central, "SELECT title FROM meeting WHERE id=?", later) == [("Họp sau khi bị từ chối",)]
+    # The node's status page lists what central set aside, with the reason.
+    session, _csrf = login(_server.url, "bithu2")
+    page = session.get(f"{_server.url}/sync", timeout=10).text
+    assert "để riêng" in page and "cell" in page

@@ -1,18 +1,51 @@
 """Schema migrations: `db_up()` creates missing tables, then runs numbered steps not yet applied.
 
 Each step is a function taking a `playhouse.migrate` migrator; append new ones to `STEPS` and never
-edit an applied one. The applied version is kept in `SyncState` under `schema_version`.
+edit an applied one. Steps must be idempotent (a new database already has the columns, made by
+`create_tables`). The applied version is kept in `SyncState` under `schema_version`.
+`db_up()` also gives a new database its identity (`db_id`, generation 1), which the sync handshake
+compares to recognise a restored or replaced database.
 """
 from __future__ import annotations
 
-from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
-from peewee import PostgresqlDatabase
+import uuid
 
-from ..base import ChangeLog, SyncState, db
-from ..clock import clock
+from peewee import PostgresqlDatabase
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+
+from ..base import SYNCED_MODELS, ChangeLog, HlcState, SyncState, db, write_transaction
+from ..clock import decode
+
+DB_ID = "db_id"
+DB_GENERATION = "db_generation"
+
+
+def _columns(table: str) -> set[str]:
+    return {c.name for c in db.get_columns(table)}
+
+
+def step_per_column_stamps(migrator) -> None:
+    """Per-column clock stamps on every synced table; restore metadata on applied batches."""
+    from ..sync_state import AppliedBatch
+
+    operations = []
+    for table, model in SYNCED_MODELS.items():
+        if "stamps" not in _columns(table):
+            operations.append(migrator.add_column(table, "stamps", model.stamps))
+    for name in ("source", "last_hlc"):
+        if name not in _columns(AppliedBatch._meta.table_name):
+            operations.append(migrator.add_column(AppliedBatch._meta.table_name, name, AppliedBatch._meta.fields[name]))
+    migrate(*operations)
+    # A party card number entered at two places is a conflict to resolve, not a wall: plain index.
+    unique = [i for i in db.get_indexes("member") if i.columns == ["card_number"] and i.unique]
+    for index in unique:
+        migrate(migrator.drop_index("member", index.name))
+    if not any(i.columns == ["card_number"] for i in db.get_indexes("member")):
+        migrate(migrator.add_index("member", ("card_number",), False))
+
 
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = []
+STEPS: list = [step_per_column_stamps]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 
@@ -23,16 +56,34 @@ def _migrator():
 
 
 def db_up(models) -> int:
-    """Bring the schema up to date; restore the clock past every stamp already logged. Return version."""
-    with db.atomic():
+    """Bring the schema up to date and give the database its identity and clock row. Return version."""
+    with write_transaction():
+        fresh = not db.table_exists(SyncState._meta.table_name)
         db.create_tables(models, safe=True)
-        current = int(SyncState.get_value("schema_version", "1"))
+        current = int(SyncState.get_value("schema_version", str(SCHEMA_VERSION) if fresh else "1"))
         for number, step in enumerate(STEPS, start=2):
             if number > current:
                 step(_migrator())
                 current = number
         SyncState.set_value("schema_version", str(current))
-    last = ChangeLog.select(ChangeLog.hlc).order_by(ChangeLog.hlc.desc()).first()
-    if last:
-        clock.observe(last.hlc)
+        if SyncState.get_value(DB_ID) is None:
+            SyncState.set_value(DB_ID, str(uuid.uuid4()))
+            SyncState.set_value(DB_GENERATION, "1")
+        if HlcState.get_or_none(HlcState.id == 1) is None:
+            # An older database: start the clock at the newest stamp it logged.
+            last = ChangeLog.select(ChangeLog.hlc).order_by(ChangeLog.hlc.desc()).first()
+            stamp = decode(last.hlc) if last else None
+            HlcState.insert(id=1, ms=stamp.ms if stamp else 0, counter=stamp.counter if stamp else 0).execute()
     return current
+
+
+def database_identity() -> tuple[str, int]:
+    """This database's id and generation (the generation grows when it is restored or reconciled)."""
+    return (SyncState.get_value(DB_ID, "") or "", int(SyncState.get_value(DB_GENERATION, "1") or 1))
+
+
+def bump_generation() -> int:
+    """Start a new generation of this database (after a restore); call inside a write transaction."""
+    generation = database_identity()[1] + 1
+    SyncState.set_value(DB_GENERATION, str(generation))
+    return generation

@@ -1,0 +1,318 @@
+"""Merging one change that arrived from another node into this database, column by column.
+
+Design (docs/sync-protocol.md, "Merge"): every column of a synced row has its own clock stamp. A
+change carries the columns it changed, each with its stamp, and — when it is a local edit — the stamp
+each column had before (its base). The receiver takes, for each column, the value with the higher
+stamp (last writer wins per column), so edits to different columns on two sides both survive and the
+result does not depend on the order changes arrive in: every node converges.
+Central also tells a concurrent edit from a plain update: when the column's current stamp is newer
+than the base the writer saw (and the values differ), both sides changed it since they last agreed.
+Both values are kept in a `Conflict` for a person at central; the provisional winner is the higher
+stamp, the same on every node. A delete meeting an edit the deleter had not seen, or an edit
+arriving for a deleted record, is a 'delete_edit' conflict: the tombstone stays (provisionally), the
+edited values stay in the row, nothing is lost. A value of a `sync_unique` column that another live
+record already has is kept and shown as a suspected duplicate.
+What cannot be applied (bad values, a rule, the write policy, the wrong scope, a parent missing or
+deleted) raises `SetAside`; the caller records it as a dead letter inside the same batch transaction
+and goes on with the next change, so one bad record never blocks a queue.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import ForeignKeyField
+
+from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
+from models.base import META_COLUMNS, _short, _to_json, column_stamps, data_columns, sparse_stamps, utcnow
+from models.clock import decode
+from models.sync_state import Conflict
+
+try:  # The write policy (trust boundary) lives with the models; absent in older trees.
+    from models import policy as _policy
+except ImportError:  # pragma: no cover - the policy module ships with the app
+    _policy = None
+
+
+class SetAside(Exception):
+    """A change that cannot be applied here: a stable reason code and a short Vietnamese message."""
+
+    def __init__(self, reason: str, message: str):
+        """Keep the reason code and the (short) message."""
+        super().__init__(message)
+        self.reason = reason
+        self.message = message[:500]
+
+
+@dataclass
+class Outcome:
+    """What merging one change did."""
+
+    applied: list[str] = field(default_factory=list)
+    conflicts: int = 0
+    created: bool = False
+
+
+def check_change_shape(change: Any) -> tuple[type[SyncedModel], str, str, dict[str, Any]]:
+    """Model, record id, stamp and payload of a change; SetAside('invalid') when malformed."""
+    if not isinstance(change, dict):
+        raise SetAside("invalid", "Thay đổi không phải là một đối tượng JSON.")
+    model = SYNCED_MODELS.get(change.get("table"))
+    if model is None:
+        raise SetAside("unknown_table", f"Bảng không tồn tại: {_short(change.get('table'))}.")
+    record_id, hlc, payload = change.get("record_id"), change.get("hlc"), change.get("payload")
+    if not isinstance(record_id, str) or not 0 < len(record_id) <= 36:
+        raise SetAside("invalid", "Mã bản ghi (record_id) không hợp lệ.")
+    if not isinstance(hlc, str) or not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
+        raise SetAside("invalid", "Thay đổi thiếu hlc hoặc payload.fields.")
+    try:
+        decode(hlc)
+    except ValueError as exc:
+        raise SetAside("invalid", str(exc)[:200]) from None
+    for key in ("stamps", "base"):
+        stamps = payload.get(key)
+        if stamps is None:
+            continue
+        if not isinstance(stamps, dict) or not all(isinstance(v, str) for v in stamps.values()):
+            raise SetAside("invalid", f"payload.{key} phải là một đối tượng cột → dấu thời gian.")
+        for value in stamps.values():
+            if value:
+                try:
+                    decode(value)
+                except ValueError as exc:
+                    raise SetAside("invalid", str(exc)[:200]) from None
+    if payload.get("seen") is not None and not isinstance(payload.get("seen"), str):
+        raise SetAside("invalid", "payload.seen phải là một dấu thời gian.")
+    return model, record_id, hlc, payload
+
+
+def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: dict[str, Any], origin: str, *,
+                 pusher: str | None = None, detect: bool = False, log: bool = True) -> Outcome:
+    """Merge one change (call inside a savepoint of the batch transaction); SetAside when it cannot apply.
+
+    `pusher` is the field node that sent it (central checks scope, stamps and the write policy);
+    `detect` records conflicts (central); `log` appends what was applied to the change feed.
+    """
+    columns = data_columns(model)
+    by_column = {f.column_name: f for f in model._meta.sorted_fields}
+    fields: dict[str, Any] = payload["fields"]
+    extra = sorted(set(fields) - set(columns))
+    if extra:
+        raise SetAside("invalid", f"Cột không được đồng bộ hoặc không tồn tại: {', '.join(extra)[:200]}.")
+    stamps_in: dict[str, str] = payload.get("stamps") or {}
+    base: dict[str, str] | None = payload.get("base")
+    incoming = {c: stamps_in.get(c) or hlc for c in fields}
+    if pusher is not None:
+        foreign = sorted({decode(s).node for s in incoming.values()} - {pusher})
+        if foreign:
+            raise SetAside("invalid", f"Nút {pusher} gửi dấu thời gian của nút khác ({', '.join(foreign)[:100]}).")
+    try:
+        values = model.from_wire(fields, partial=True)
+    except ValidationError as exc:
+        raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
+
+    current = model.select().where(model.id == record_id).dicts().first()
+    outcome = Outcome()
+    if current is None:
+        missing = [c for c in columns if c not in fields and not by_column[c].null and by_column[c].default is None]
+        if missing:
+            raise SetAside("missing_record", f"Chưa có bản ghi {model._meta.table_name}/{record_id} để cập nhật "
+                                             f"(thiếu {', '.join(missing)[:100]}).")
+        applied = list(fields)
+        new_stamps = {c: incoming.get(c, hlc) for c in columns}
+        data: dict[str, Any] = {}
+        for c in columns:
+            name = by_column[c].name
+            if name in values:
+                data[name] = values[name]
+            else:
+                default = by_column[c].default
+                data[name] = default() if callable(default) else default
+        owner = pusher or (payload.get("owner") if isinstance(payload.get("owner"), str) else "") or origin
+        data.update(id=record_id, owner=owner[:32])
+        outcome.created = True
+    else:
+        cur_stamps = column_stamps(current["hlc"], current.get("stamps") or "", columns)
+        applied = []
+        for c in fields:
+            n, cur = incoming[c], cur_stamps[c]
+            if n == cur:
+                continue
+            name = by_column[c].name
+            if n > cur:
+                applied.append(c)
+            if detect and base is not None and c in base and cur != base[c] and cur > base[c] and c != "deleted_at":
+                if _to_json(current.get(name)) != _to_json(values.get(name)) and not (n < cur and _seen(record_id, n)):
+                    winner_incoming = n > cur
+                    _record_conflict(model, record_id, c, "field", pusher or origin,
+                                     winner=(fields[c], n) if winner_incoming else (_to_json(current.get(name)), cur),
+                                     loser=(_to_json(current.get(name)), cur) if winner_incoming else (fields[c], n))
+                    outcome.conflicts += 1
+        if detect:
+            outcome.conflicts += _delete_edit(model, record_id, current, cur_stamps, fields, payload, pusher or origin)
+        new_stamps = dict(cur_stamps)
+        new_stamps.update({c: incoming[c] for c in applied})
+        data = dict(current)
+        for c in applied:
+            data[by_column[c].name] = values[by_column[c].name]
+        if not applied:
+            return outcome
+
+    merged = model(**{k: v for k, v in data.items() if k not in ("hlc", "stamps", "updated_at")})
+    merged._is_new = current is None
+    merged._from_sync = True
+    _check_parents(model, merged, applied)
+    if pusher is not None:
+        _check_scope(model, current, merged, pusher, record_id)
+    try:
+        merged.clean()
+    except ValidationError as exc:
+        raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
+    if pusher is not None and _policy is not None:
+        before = model(**current) if current is not None else None
+        if before is not None:
+            before._is_new = False
+        try:
+            _policy.check_remote_change(pusher, model, before, merged, set(applied))
+        except ValueError as exc:
+            raise SetAside("policy", str(exc)[:300]) from None
+    if detect:
+        outcome.conflicts += _duplicates(model, merged, applied, pusher or origin)
+
+    new_hlc = max(new_stamps.values())
+    row = {by_column[c].name: merged.__data__.get(by_column[c].name) for c in columns}
+    row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=utcnow())
+    if current is None:
+        row.update(id=record_id, owner=data["owner"])
+        model.insert(**row).execute()
+    else:
+        model.update(**row).where(model.id == record_id).execute()
+    outcome.applied = applied
+    if log:
+        top = max(incoming[c] for c in applied)
+        out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied},
+               "owner": data.get("owner") or ""}
+        older = {c: incoming[c] for c in applied if incoming[c] != top}
+        if older:
+            out["stamps"] = older
+        ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
+    return outcome
+
+
+def _seen(record_id: str, stamp: str) -> bool:
+    """True when this database already logged a change with this stamp for the record (a re-delivery)."""
+    return ChangeLog.select().where((ChangeLog.record_id == record_id) & (ChangeLog.hlc == stamp)).exists()
+
+
+def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[str]) -> None:
+    """SetAside when a foreign key the change sets points to a record missing here, or deleted."""
+    for fk in model._meta.sorted_fields:
+        if not isinstance(fk, ForeignKeyField) or fk.column_name not in applied and not merged._is_new:
+            continue
+        target = merged.__data__.get(fk.name)
+        if target is None:
+            continue
+        parent = fk.rel_model
+        row = parent.select(parent._meta.primary_key).where(parent._meta.primary_key == target)
+        if "deleted_at" in parent._meta.fields:
+            row = parent.select(parent._meta.primary_key, parent.deleted_at).where(parent._meta.primary_key == target)
+        found = row.tuples().first()
+        if found is None:
+            raise SetAside("missing_parent", f"Bản ghi {model._meta.table_name}/{merged.id} trỏ tới "
+                                             f"{parent._meta.table_name}/{target} chưa có tại đây; sẽ thử lại khi "
+                                             "bản ghi cha tới.")
+        if len(found) > 1 and found[1] is not None and merged.deleted_at is None:
+            raise SetAside("parent_deleted", f"Bản ghi {model._meta.table_name}/{merged.id} thuộc "
+                                             f"{parent._meta.table_name}/{target} đã bị xóa; để riêng chờ người "
+                                             "xử lý (khôi phục bản ghi cha rồi thử lại).")
+
+
+def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedModel, pusher: str,
+                 record_id: str) -> None:
+    """SetAside('out_of_scope') when the record is not the pusher's, before or after the change."""
+    scopes = []
+    try:
+        if current is not None:
+            before = model(**current)
+            scopes.append(before.sync_scope())
+        scopes.append(merged.sync_scope())
+    except ValidationError as exc:
+        raise SetAside("missing_parent", f"Không xác định được phạm vi của bản ghi: {exc}") from None
+    others = sorted(set(s for s in scopes if s != pusher))
+    if others:
+        raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
+                                       f"bản ghi thuộc phạm vi {', '.join(others)} (có thể đã chuyển sang nút khác).")
+
+
+def _delete_edit(model: type[SyncedModel], record_id: str, current: dict, cur_stamps: dict[str, str],
+                 fields: dict[str, Any], payload: dict[str, Any], who: str) -> int:
+    """Record a delete-versus-edit conflict (the tombstone stays provisionally; edited values stay in the row)."""
+    deleting = "deleted_at" in fields and fields["deleted_at"] is not None
+    edits = [c for c in fields if c != "deleted_at"]
+    if deleting and current.get("deleted_at") is None:
+        seen = payload.get("seen")
+        if seen and any(s > seen for c, s in cur_stamps.items() if c != "deleted_at"):
+            _record_conflict(model, record_id, "", "delete_edit", who, winner=("deleted", fields["deleted_at"]),
+                             loser=("edited", current["hlc"]))
+            return 1
+    if edits and not deleting and current.get("deleted_at") is not None and "deleted_at" not in fields:
+        _record_conflict(model, record_id, "", "delete_edit", who, winner=("deleted", cur_stamps["deleted_at"]),
+                         loser=("edited", payload.get("base") and max(payload["base"].values(), default="") or ""))
+        return 1
+    return 0
+
+
+def _duplicates(model: type[SyncedModel], merged: SyncedModel, applied: list[str], who: str) -> int:
+    """Record a suspected duplicate for each `sync_unique` column whose value another live record has."""
+    found = 0
+    for column in model.sync_unique:
+        field_obj = model._meta.fields[column]
+        if field_obj.column_name not in applied or merged.deleted_at is not None:
+            continue
+        value = getattr(merged, column)
+        if value in (None, ""):
+            continue
+        other = (model.live().select(model.id).where((field_obj == value) & (model.id != merged.id))
+                 .tuples().first())
+        if other is None:
+            continue
+        _record_conflict(model, merged.id, field_obj.column_name, "duplicate", who, winner=(value, ""),
+                         loser=(value, ""), other_record_id=other[0])
+        found += 1
+    return found
+
+
+def _record_conflict(model: type[SyncedModel], record_id: str, column: str, kind: str, who: str, *,
+                     winner: tuple[Any, str], loser: tuple[Any, str], other_record_id: str = "") -> None:
+    """Keep both sides of a conflict; an open conflict on the same column is updated, not doubled."""
+    table = model._meta.table_name
+    existing = (Conflict.select().where((Conflict.table == table) & (Conflict.record_id == record_id)
+                                        & (Conflict.column == column) & (Conflict.kind == kind)
+                                        & (Conflict.resolved_at.is_null())).first())
+    values = dict(winner_json=json.dumps(winner[0], ensure_ascii=False), winner_hlc=winner[1] or "",
+                  loser_json=json.dumps(loser[0], ensure_ascii=False), loser_hlc=loser[1] or "",
+                  node_id=who[:32], other_record_id=other_record_id)
+    if existing is not None:
+        Conflict.update(**values).where(Conflict.id == existing.id).execute()
+    else:
+        Conflict.insert(table=table, record_id=record_id, column=column, kind=kind, created_at=utcnow(),
+                        **values).execute()
+
+
+def in_savepoint():
+    """A savepoint for one change inside the batch transaction (its partial writes roll back alone)."""
+    return db.atomic()
+
+
+def apply_record(model: type[SyncedModel], record: dict[str, Any], origin: str, **options: Any) -> bool:
+    """Merge a whole record given as `to_wire()` (all columns under the record's own stamp). True if applied.
+
+    For seeding, tests and tools; the sync engine itself applies changes with `apply_change`.
+    """
+    change = {"table": model._meta.table_name, "record_id": record.get("id"), "hlc": record.get("hlc"),
+              "payload": {"fields": {c: v for c, v in record.items() if c not in META_COLUMNS},
+                          "owner": record.get("owner") or origin}}
+    model_, record_id, hlc, payload = check_change_shape(change)
+    with in_savepoint():
+        return bool(apply_change(model_, record_id, hlc, payload, origin=origin, **options).applied)
