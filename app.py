@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Flask, g
@@ -34,6 +35,10 @@ DEFAULTS = {
     "PORT": 5000,
     "SYNC_BATCH_SIZE": 500,
     "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
+    # A device clock further ahead of central's than this is refused at hello (stamps never are).
+    "SYNC_MAX_CLOCK_AHEAD_MS": 5 * 60 * 1000,
+    # Shift this process's wall clock (drills and tests of wrong device clocks); 0 in normal use.
+    "CLOCK_OFFSET_MS": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     # A meeting lasts about two hours: the session ends after 4 hours without a request.
     "PERMANENT_SESSION_LIFETIME": 4 * 3600,
@@ -68,7 +73,10 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["ROLE"] == "field" and app.config["NODE_ID"] == "central":
         raise ValueError("Nút field cần CHIBO_NODE_ID riêng (ví dụ doi-1)")
 
-    clock.configure(str(app.config["NODE_ID"]))
+    clock.configure(str(app.config["NODE_ID"]), max_ahead_ms=app.config.get("SYNC_MAX_CLOCK_AHEAD_MS"))
+    # Drills and tests of wrong device clocks: this process may see the wall clock shifted.
+    offset = int(app.config.get("CLOCK_OFFSET_MS") or 0) / 1000
+    clock._wall = (lambda: time.time() + offset) if offset else time.time
     configure_writer(app.config["ROLE"], str(app.config["NODE_ID"]))
     init_db(app.config["DATABASE_URL"])
     with db.connection_context():

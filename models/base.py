@@ -280,14 +280,24 @@ class SyncedModel(BaseModel):
             out[field.column_name] = _to_json(value)
         return out
 
-    def state_payload(self) -> dict[str, Any]:
-        """The whole record as one change: every data column with its own stamp (handover, reconcile)."""
+    def state_payload(self, only_node: str | None = None) -> tuple[dict[str, Any], str]:
+        """The whole record as one change and its stamp: every data column with its own stamp.
+
+        Used for handover and reconcile. `only_node` keeps only the columns last written by that node
+        (what a node may push again). The change's stamp is the newest column stamp it carries.
+        """
         columns = data_columns(type(self))
         stamps = column_stamps(self.hlc, self.stamps or "", columns)
+        if only_node is not None:
+            columns = [c for c in columns if stamps[c].rsplit(":", 1)[-1] == only_node]
+        top = max((stamps[c] for c in columns), default=self.hlc)
         by_column = {f.column_name: f for f in self._meta.sorted_fields}
-        return {"fields": {c: _to_json(self.__data__.get(by_column[c].name)) for c in columns},
-                "stamps": {c: s for c, s in stamps.items() if s != self.hlc},
-                "owner": self.owner}
+        payload = {"fields": {c: _to_json(self.__data__.get(by_column[c].name)) for c in columns},
+                   "owner": self.owner}
+        older = {c: stamps[c] for c in columns if stamps[c] != top}
+        if older:
+            payload["stamps"] = older
+        return payload, top
 
     @classmethod
     def from_wire(cls, data: dict[str, Any], partial: bool = False) -> dict[str, Any]:
@@ -348,10 +358,14 @@ class ChangeLog(BaseModel):
                           created_at=utcnow()).execute()
 
     @classmethod
-    def record_state(cls, instance: SyncedModel, origin: str, scope: str | None = None) -> int:
-        """Append the whole current state of `instance` (every column with its own stamp)."""
-        return cls.append(instance._meta.table_name, instance.id, instance.hlc, origin,
-                          scope if scope is not None else instance.sync_scope(), instance.state_payload())
+    def record_state(cls, instance: SyncedModel, origin: str, scope: str | None = None,
+                     only_node: str | None = None) -> int:
+        """Append the whole current state of `instance` (every column with its own stamp); 0 if nothing to send."""
+        payload, top = instance.state_payload(only_node)
+        if not payload["fields"]:
+            return 0
+        return cls.append(instance._meta.table_name, instance.id, top, origin,
+                          scope if scope is not None else instance.sync_scope(), payload)
 
 
 class SyncState(BaseModel):
