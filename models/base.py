@@ -145,15 +145,26 @@ def data_columns(model: type["SyncedModel"]) -> list[str]:
 
 
 def column_stamps(hlc: str, stamps_json: str, columns: list[str]) -> dict[str, str]:
-    """Every column's stamp, from a row's newest stamp and its list of older ones."""
-    older = json.loads(stamps_json) if stamps_json else {}
-    return {c: older.get(c, hlc) for c in columns}
+    """Every column's stamp, from a row's newest stamp and its `stamps` column (see `sparse_stamps`)."""
+    listed = json.loads(stamps_json) if stamps_json else {}
+    default = listed.get("", hlc)
+    return {c: listed.get(c, default) for c in columns}
 
 
 def sparse_stamps(full: dict[str, str], hlc: str) -> str:
-    """The `stamps` column: only the columns whose stamp differs from the row's newest."""
+    """The `stamps` column: the smaller of two forms, '' when every column has the row's newest stamp.
+
+    Either the columns older than `hlc` are listed (the rest have `hlc`), or, when most columns share
+    one older stamp (a record created once and edited in one column), that stamp is given under the
+    key "" and only the other columns are listed.
+    """
     older = {c: s for c, s in sorted(full.items()) if s != hlc}
-    return json.dumps(older, separators=(",", ":")) if older else ""
+    if not older:
+        return ""
+    common = max(set(older.values()), key=list(older.values()).count)
+    compact = {"": common, **{c: s for c, s in sorted(full.items()) if s != common}}
+    chosen = compact if len(compact) < len(older) else older
+    return json.dumps(chosen, separators=(",", ":"))
 
 
 class SyncedModel(BaseModel):
