@@ -364,6 +364,10 @@ class ChangeLog(BaseModel):
     def append(cls, table: str, record_id: str, hlc: str, origin: str, scope: str,
                payload: dict[str, Any]) -> int:
         """Append one change (inside the caller's write transaction); return its sequence number."""
+        if not isinstance(db.obj, SqliteDatabase):
+            # Hold the clock row until commit: sequence numbers are then taken in commit order, so a
+            # pull never passes a change that a longer transaction commits later.
+            _read_clock_state()
         return cls.insert(table=table, record_id=record_id, hlc=hlc, origin=origin, scope=scope,
                           payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
                           created_at=utcnow()).execute()

@@ -52,9 +52,17 @@ def decode(stamp: str) -> Stamp:
         raise ValueError(f"dấu thời gian không hợp lệ: {stamp!r}") from None
 
 
-def next_stamp(state: tuple[int, int], wall_ms: int, node: str, after: str = "") -> tuple[tuple[int, int], str]:
-    """The stamp after `state` (and after the stamp `after`, when given); return (new state, stamp)."""
+def next_stamp(state: tuple[int, int], wall_ms: int, node: str, after: str = "",
+               max_ahead_ms: int | None = None) -> tuple[tuple[int, int], str]:
+    """The stamp after `state` (and after the stamp `after`, when given); return (new state, stamp).
+
+    A state further ahead of the wall clock than `max_ahead_ms` (the device clock was fast and has
+    been fixed) restarts from the wall clock: stamps then track real time again at once, and `after`
+    still keeps every record's own stamps in order.
+    """
     ms, counter = state
+    if max_ahead_ms is not None and ms - wall_ms > max_ahead_ms:
+        ms, counter = wall_ms, 0
     if after:
         floor = decode(after)
         if (floor.ms, floor.counter) > (ms, counter):
@@ -108,7 +116,7 @@ class HybridLogicalClock:
 
     def now(self, after: str = "") -> str:
         """A new stamp above every stamp this database handed out or accepted (call inside a write transaction)."""
-        state, stamp = next_stamp(self.read_state(), self.wall_ms(), self.node_id, after)
+        state, stamp = next_stamp(self.read_state(), self.wall_ms(), self.node_id, after, self.max_ahead_ms)
         self.write_state(state)
         return stamp
 
