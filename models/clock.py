@@ -98,9 +98,14 @@ class HybridLogicalClock:
     def __init__(self, node_id: str = "central", wall: Callable[[], float] = time.time):
         self.node_id = node_id
         self._wall = wall
-        # Installed by models/base.py: read the state (locking it for the transaction) and write it.
-        self.read_state: Callable[[], tuple[int, int]] | None = None
-        self.write_state: Callable[[tuple[int, int]], None] | None = None
+        # Installed by models/base.py for the app's clock: read the state (locking it for the
+        # transaction) and write it. A clock made on its own keeps its state in memory.
+        self._memory = (0, 0)
+        self.read_state: Callable[[], tuple[int, int]] = lambda: self._memory
+        self.write_state: Callable[[tuple[int, int]], None] = self._remember
+
+    def _remember(self, state: tuple[int, int]) -> None:
+        self._memory = state
 
     def configure(self, node_id: str, max_ahead_ms: int | None = None) -> None:
         """Set the node id used in new stamps (and the accepted window)."""
