@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 from peewee import (
@@ -167,6 +168,29 @@ def sparse_stamps(full: dict[str, str], hlc: str) -> str:
     return json.dumps(chosen, separators=(",", ":"))
 
 
+NATURAL_NAMESPACE = uuid.UUID("3d1f6a52-7b8e-4c1d-9f02-5e6a7b8c9d10")
+
+
+def natural_id(instance: "SyncedModel") -> str:
+    """The id of a natural-key record: the same meeting and member give the same id on every node."""
+    parts = [str(instance.__data__.get(name)) for name in instance.natural_key]
+    return str(uuid.uuid5(NATURAL_NAMESPACE, ":".join([instance._meta.table_name, *parts])))
+
+
+def _refuse_deleted_parents(instance: "SyncedModel") -> None:
+    """A new record may not hang under a deleted one (a mark for a deleted meeting or member)."""
+    for fk in instance._meta.sorted_fields:
+        if not isinstance(fk, ForeignKeyField) or fk.rel_model._meta.table_name not in SYNCED_MODELS:
+            continue
+        target = instance.__data__.get(fk.name)
+        if target is None or instance.deleted_at is not None:
+            continue
+        parent = fk.rel_model
+        gone = parent.select(parent.id).where((parent.id == target) & parent.deleted_at.is_null(False)).exists()
+        if gone:
+            raise ValidationError({fk.name: "Bản ghi liên quan đã bị xóa; không thêm được dữ liệu mới vào đó."})
+
+
 class SyncedModel(BaseModel):
     """A record that travels between nodes: uuid key, owner, per-column clock stamps, tombstone, capture."""
 
@@ -181,6 +205,10 @@ class SyncedModel(BaseModel):
     # Columns whose value should be unique among live records; a duplicate that arrives by sync is
     # kept and shown as a conflict to resolve (e.g. the same party card number entered twice).
     sync_unique: tuple[str, ...] = ()
+    # Fields that identify a record by nature (a roll-call mark: meeting and member). Such a record's
+    # id is derived from them, so the same mark made at two places is one record with a conflict,
+    # never two records fighting over a unique index.
+    natural_key: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         loaded = kwargs.get("__no_default__")
@@ -198,6 +226,8 @@ class SyncedModel(BaseModel):
     # -- writes --------------------------------------------------------------------------------
     def save(self, *args, **kwargs):
         """Write the row and append the columns it changed (with their bases) to the outbox, in one transaction."""
+        if self._is_new and self.natural_key:
+            self.id = natural_id(self)
         self.clean()
         with write_transaction():
             scope = self.sync_scope()
@@ -213,6 +243,7 @@ class SyncedModel(BaseModel):
             by_column = {f.column_name: f for f in self._meta.sorted_fields}
             now = utcnow()
             if old is None:
+                _refuse_deleted_parents(self)
                 self.created_at = self.created_at or now
                 self.owner = self.owner or clock.node_id
                 kwargs["force_insert"] = True
@@ -241,7 +272,9 @@ class SyncedModel(BaseModel):
                 hook(self, old)
             fields = {c: _to_json(self.__data__.get(by_column[c].name)) for c in changed}
             payload: dict[str, Any] = {"fields": fields}
-            if old is not None:
+            if old is None:
+                payload["new"] = True
+            else:
                 payload["base"] = {c: previous[c] for c in changed}
                 if "deleted_at" in changed and self.deleted_at is not None:
                     # A delete says which version it saw, so a concurrent edit is shown, not lost.
@@ -258,9 +291,19 @@ class SyncedModel(BaseModel):
             self.save()
 
     def restore(self) -> None:
-        """Lift the tombstone (used when a person resolves a delete-versus-edit conflict)."""
-        self.deleted_at = None
-        self.save()
+        """Lift the tombstone, and those of the children deleted with it (a person resolving a conflict)."""
+        with write_transaction():
+            since = self.deleted_at
+            self.deleted_at = None
+            self.save()
+            if since is None:
+                return
+            for fk in self._meta.backrefs:
+                child_model = fk.model
+                if child_model is type(self) or child_model._meta.table_name not in SYNCED_MODELS:
+                    continue
+                for child in child_model.select().where((fk == self.id) & (child_model.deleted_at >= since)):
+                    child.restore()
 
     def live_children(self) -> list["SyncedModel"]:
         """Live synced records that point at this one through a foreign key (tombstoned with it)."""
