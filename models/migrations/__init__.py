@@ -5,14 +5,21 @@ edit an applied one. The applied version is kept in `SyncState` under `schema_ve
 """
 from __future__ import annotations
 
-from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
-from peewee import PostgresqlDatabase
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
+from peewee import BigIntegerField, PostgresqlDatabase
 
 from ..base import ChangeLog, SyncState, db
 from ..clock import clock
 
+
+def widen_node_clock_skew(migrator) -> None:
+    """node.clock_skew_ms becomes 64-bit on PostgreSQL (SQLite integers already are)."""
+    if isinstance(migrator, PostgresqlMigrator):
+        migrate(migrator.alter_column_type("node", "clock_skew_ms", BigIntegerField(default=0)))
+
+
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = []
+STEPS: list = [widen_node_clock_skew]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 
