@@ -34,6 +34,20 @@ def received_from_central():
         models.base.FIELD_NODE = saved
 
 
+def pytest_configure(config):
+    """Register the marker of tests that only make sense with central on SQLite."""
+    config.addinivalue_line("markers", "sqlite_only: needs central on SQLite (skipped on a PostgreSQL run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a PostgreSQL run, skip the tests marked sqlite_only."""
+    if pgtest.enabled():
+        skip = pytest.mark.skip(reason="central chạy trên PostgreSQL trong lượt này")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
 def pytest_sessionstart(session):
     """On a PostgreSQL run, wait (bounded) for the server before any test starts."""
     if pgtest.enabled():

@@ -21,6 +21,8 @@ from models.identity import IdentityMismatch
 from models.seeds import seed_reference_data
 
 ROOT = Path(__file__).resolve().parent.parent
+# These tests make their own SQLite databases; one SQLite pass covers them.
+pytestmark = pytest.mark.sqlite_only
 
 
 def make(tmp_path: Path, role: str = "central", node_id: str = "central", name: str = "node.sqlite3", **extra):
