@@ -52,6 +52,7 @@ def pytest_sessionstart(session):
     """On a PostgreSQL run, wait (bounded) for the server before any test starts."""
     if pgtest.enabled():
         pgtest.wait_for_server()
+        pgtest.drop_leftovers()
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -59,6 +59,27 @@ def wait_for_server(seconds: float = 30.0) -> None:
             time.sleep(0.5)
 
 
+def drop_leftovers() -> None:
+    """Drop test databases left by runs on this machine whose process is gone (killed mid-run)."""
+    with _admin() as conn:
+        names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'chibo_t_%'")]
+        for name in names:
+            match = re.match(r"chibo_t_(\d+)_", name)
+            if match and not _alive(int(match.group(1))):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _build_template() -> str:
     """Create the schema-only template database once per test session."""
     global _template
