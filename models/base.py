@@ -116,10 +116,14 @@ class SyncedModel(BaseModel):
                                                 "tại nút này chỉ được xem. Hãy sửa tại trung tâm."})
             hook = AUDIT_HOOK
             old = None
-            if hook is not None and not self._is_new:
+            if (hook is not None or FIELD_NODE is not None) and not self._is_new:
                 # The stored row, not the in-memory one: the audit shows what really changed.
                 before = type(self).select().where(type(self).id == self.id).dicts().first()
                 old = before if before is not None else None
+            if FIELD_NODE is not None:
+                from .policy import check_local_write  # late: the policy module imports the models
+
+                check_local_write(self, old, FIELD_NODE)  # never queue what central's policy refuses
             now = utcnow()
             if self._is_new:
                 self.created_at = self.created_at or now

@@ -23,6 +23,7 @@ from models import SYNCED_MODELS, ChangeLog, Node, ValidationError, clock
 from models.base import apply_wire, utcnow
 from models.clock import decode
 from models.migrations import SCHEMA_VERSION
+from models.policy import PolicyViolation, changed_columns, check_remote_change
 from models.sync_state import AppliedBatch
 
 from .protocol import PROTOCOL_VERSION, Refusal, content_hash, setting
@@ -215,6 +216,12 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
                 ref = _record_ref(index, change)
                 _check_parents(model, values, ref)
                 _check_scope(node, model, values, ref)
+                current, merged = model.get_or_none(model.id == values["id"]), model(**values)
+                if current is None or current.hlc < values["hlc"]:  # a stale change is skipped below anyway
+                    try:
+                        check_remote_change(node.id, model, current, merged, changed_columns(model, current, merged))
+                    except PolicyViolation as exc:
+                        raise Refusal(403, "policy", str(exc), record=ref) from None
                 try:
                     done = apply_wire(model, change["payload"], origin=node.id)
                 except ValidationError as exc:
