@@ -95,6 +95,7 @@ def _member_cell(member_id: Any) -> str | None:
 
 
 def _mark_member_in_meeting_cell(c: Change) -> str | None:
+    """A roll-call mark names a member of the meeting's own cell."""
     meeting_cell = Meeting.select(Meeting.cell).where(Meeting.id == c.after.get("meeting_id")).scalar()
     member_cell = _member_cell(c.after.get("member_id"))
     if meeting_cell is None or member_cell is None or member_cell != meeting_cell:
@@ -103,6 +104,7 @@ def _mark_member_in_meeting_cell(c: Change) -> str | None:
 
 
 def _account_role_is_cell_level(c: Change) -> str | None:
+    """A node writes only the accounts of its cells' people, never an admin's or a supervisor's."""
     if c.after.get("role") not in NODE_ACCOUNT_ROLES:
         return "nút chỉ được ghi tài khoản bí thư hoặc đảng viên của chi bộ mình; tài khoản quản trị và " \
                "ủy viên Ban Thường vụ chỉ do trung tâm quản lý"
@@ -110,6 +112,7 @@ def _account_role_is_cell_level(c: Change) -> str | None:
 
 
 def _account_member_in_own_cell(c: Change) -> str | None:
+    """An account's member record is in the account's cell."""
     member_id = c.after.get("member_id")
     if member_id and _member_cell(member_id) != c.after.get("cell_id"):
         return "tài khoản chỉ được gắn với đảng viên thuộc chi bộ của chính tài khoản đó"
@@ -117,6 +120,7 @@ def _account_member_in_own_cell(c: Change) -> str | None:
 
 
 def _password_is_argon2(c: Change) -> str | None:
+    """A stored password is an argon2id hash (never plain text or a weaker hash)."""
     value = c.after.get("password_hash") or ""
     if not (isinstance(value, str) and value.startswith("$argon2id$") and len(value) <= 255):
         return "mật khẩu phải được lưu dưới dạng mã băm argon2id"
@@ -124,6 +128,7 @@ def _password_is_argon2(c: Change) -> str | None:
 
 
 def _audit_node_is_pusher(c: Change) -> str | None:
+    """An audit entry names the pushing node as where the change was made, and its scope."""
     if c.after.get("node") != c.node_id:
         return f"nhật ký thay đổi phải ghi đúng nút đã thực hiện ({c.node_id})"
     if c.after.get("scope") != c.node_id:
@@ -134,6 +139,7 @@ def _audit_node_is_pusher(c: Change) -> str | None:
 
 
 def _audit_describes_record_in_scope(c: Change) -> str | None:
+    """An audit entry describes a synced record the pushing node holds."""
     table = c.after.get("table")
     model = SYNCED_MODELS.get(table)
     if model is None or table == "audit_entry":
@@ -146,6 +152,7 @@ def _audit_describes_record_in_scope(c: Change) -> str | None:
 
 
 def _audit_actor_known_here(c: Change) -> str | None:
+    """The person in an audit entry is an account that can work at the pushing node."""
     user_id = c.after.get("user_id")
     if not user_id:
         return None
@@ -156,6 +163,7 @@ def _audit_actor_known_here(c: Change) -> str | None:
 
 
 def _position_is_cell_level(c: Change) -> str | None:
+    """A node records cell-committee terms only."""
     if c.after.get("kind") not in CELL_COMMITTEE:
         return "nút chỉ được ghi chức vụ trong chi ủy (bí thư, phó bí thư, chi ủy viên); chức vụ cấp ủy " \
                "cấp trên do trung tâm ghi"
@@ -163,6 +171,7 @@ def _position_is_cell_level(c: Change) -> str | None:
 
 
 def _answer_set_version_in_use(c: Change) -> str | None:
+    """A sheet is filled with a published (or since retired) version, never a draft."""
     status = TemplateVersion.select(TemplateVersion.status).where(
         TemplateVersion.id == c.after.get("version_id")).scalar()
     if status is None or status == "draft":
@@ -171,6 +180,7 @@ def _answer_set_version_in_use(c: Change) -> str | None:
 
 
 def _answer_item_in_set_version(c: Change) -> str | None:
+    """An answer is for an item of its sheet's version."""
     set_version = AnswerSet.select(AnswerSet.version).where(AnswerSet.id == c.after.get("answer_set_id")).scalar()
     item_version = TemplateItem.select(TemplateItem.version).where(TemplateItem.id == c.after.get("item_id")).scalar()
     if set_version is None or set_version != item_version:
@@ -179,6 +189,7 @@ def _answer_item_in_set_version(c: Change) -> str | None:
 
 
 def _cols(*names: str) -> frozenset[str]:
+    """A set of column names."""
     return frozenset(names)
 
 
@@ -279,12 +290,8 @@ def row_of(model: type[SyncedModel], record: Any) -> dict[str, Any]:
     return out
 
 
-def policy_for(table: str) -> TablePolicy | None:
-    """The policy of a synced table, or None when it has none (then nodes may not write it)."""
-    return POLICIES.get(table)
-
-
 def _check(c: Change) -> None:
+    """Raise PolicyViolation when the change is not granted by its table's policy."""
     table = c.model._meta.table_name
     policy = POLICIES.get(table)
     where = f"Nút {c.node_id}"
@@ -317,13 +324,15 @@ def _check(c: Change) -> None:
 
 
 def _scope_of(record: SyncedModel) -> str:
+    """A record's scope; a record whose parent is missing counts as outside every node."""
     try:
         return record.sync_scope()
-    except (ValidationError, DoesNotExist):  # a dangling parent has no scope: not the node's
+    except (ValidationError, DoesNotExist):
         return CENTRAL_NODE
 
 
 def _field_name(model: type[SyncedModel], column: str) -> str:
+    """The field name behind a column name."""
     for f in model._meta.sorted_fields:
         if f.column_name == column:
             return f.name
@@ -331,12 +340,14 @@ def _field_name(model: type[SyncedModel], column: str) -> str:
 
 
 def _column_label(model: type[SyncedModel], column: str) -> str:
+    """A column as a person reads it: its Vietnamese label and its name."""
     name = _field_name(model, column)
     label = FIELD_LABELS.get(name)
     return f"trường {label} ({column})" if label else f"trường {column}"
 
 
 def _plain(value: Any) -> Any:
+    """A value in a form that compares equal across storage and the wire."""
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     return value

@@ -394,3 +394,15 @@ def test_the_node_refuses_an_account_pointed_at_another_member_of_its_own_cell(h
         account = user("dangvien1")
         account.member = held.members[5].id
         account.save()
+
+
+def test_a_supervisor_on_a_site_visit_scores_the_meeting_at_the_node(held):
+    """The supervisor's account reaches every node; their sheet for the node's meeting is the node's to send."""
+    seed_checklists()
+    before = queued()
+    with field_node(), acting_as(user("btv").id, "Ủy viên Ban Thường vụ"):
+        sheet = answer_set_for(held.meeting, "thuong_ky", "supervisor", by="btv")
+        item = TemplateItem.get(TemplateItem.version == sheet.version_id, TemplateItem.type == "yes_no")
+        set_answer(sheet, item, "1")
+    entries = AuditEntry.select().where(AuditEntry.user_id == user("btv").id)
+    assert queued() - before >= 4 and {e.node for e in entries} == {"doi-1"}
