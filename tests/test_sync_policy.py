@@ -349,7 +349,7 @@ def test_an_honest_secretary_writes_pass_both_checks(held):
 
 
 @pytest.mark.parametrize("attack, field", [
-    ("admin_role", "scope"), ("role", "role"), ("unlock", "active"), ("member", "member"), ("create_admin", "policy"),
+    ("admin_role", "scope"), ("role", "role"), ("unlock", "active"), ("member", "member"), ("create_account", "policy"),
     ("foreign_mark", "policy"), ("audit_admin", "policy"), ("delete_member", "deleted_at"),
 ])
 def test_the_field_node_refuses_locally_what_central_would_refuse(held, attack, field):
@@ -372,7 +372,7 @@ def test_the_field_node_refuses_locally_what_central_would_refuse(held, attack, 
             account = user("dangvien1")
             account.member = stranger.id
             account.save()
-        elif attack == "create_admin":
+        elif attack == "create_account":
             fake = User(username="quantri2", role="secretary", cell=held.cell.id, owner="central")
             fake.set_password(PASSWORD)
             fake.save()
