@@ -239,6 +239,10 @@ class SyncedModel(BaseModel):
             if not self._is_new:
                 # The stored row, not the in-memory one: the change carries what really changed.
                 old = model.select().where(model.id == self.id).dicts().first()
+            if FIELD_NODE is not None:
+                from .policy import check_local_write  # late: the policy module imports the models
+
+                check_local_write(self, old, FIELD_NODE)  # never queue what central's policy refuses
             columns = data_columns(model)
             by_column = {f.column_name: f for f in self._meta.sorted_fields}
             now = utcnow()

@@ -1,4 +1,4 @@
-"""User accounts and roles. Accounts sync to every node so people can log in at any field office.
+"""User accounts and roles. Accounts sync to the nodes where their people log in (see `sync_scope`).
 
 Passwords are argon2id hashes (argon2-cffi); a hash made with older parameters is replaced at the
 next successful login. No account has a default password.
@@ -19,7 +19,7 @@ from peewee import BooleanField, CharField, DateTimeField, ForeignKeyField, fn
 
 from .base import BaseModel, SyncedModel, ValidationError, register, utcnow
 from .members import Member
-from .org import Cell
+from .org import CENTRAL_NODE, Cell
 
 ROLES = {
     "admin": "Quản trị (Văn phòng Đảng ủy)",
@@ -47,8 +47,17 @@ class User(UserMixin, SyncedModel):
         table_name = "app_user"
 
     def sync_scope(self) -> str:
-        """A cell's secretary or member travels with the cell (their member record lives there); others everywhere."""
-        return Cell.get_by_id(self.cell_id).node_id if self.cell_id else "*"
+        """Which nodes receive the account (and its password hash).
+
+        An admin's account never leaves central ('central' is never served to a field node); a
+        supervisor's goes everywhere, to log in on site visits; a cell's secretary or member travels
+        with the cell (their member record lives there).
+        """
+        if self.role == "admin":
+            return CENTRAL_NODE
+        if self.role == "supervisor" or not self.cell_id:
+            return "*"
+        return Cell.get_by_id(self.cell_id).node_id
 
     @property
     def is_active(self) -> bool:

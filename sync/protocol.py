@@ -84,5 +84,19 @@ class Refusal(Exception):
         self.details = details
 
     def body(self) -> dict[str, Any]:
-        """The JSON body of the refusal."""
-        return {"error": self.code, "message": self.message, **self.details}
+        """The JSON body of the refusal; no text in it longer than a few hundred characters."""
+        return _clip_strings({"error": self.code, "message": self.message, **self.details})
+
+
+# A refused value may be megabytes long: a refusal names it, never sends it back whole.
+MAX_REFUSAL_TEXT = 400
+
+
+def _clip_strings(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= MAX_REFUSAL_TEXT else value[: MAX_REFUSAL_TEXT - 1] + "…"
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clip_strings(v) for v in value]
+    return value
