@@ -15,7 +15,8 @@ from the one recorded in `sync_state`) and appends to the feed, in one write tra
   a member's status changes, position terms and attendance rows); a record under it that stays in
   another node's scope (a past attendance row of the old cell's meeting) is sent as read-only
   **context** (payload key "context" = its real scope) together with the scoped parents it needs
-  (the meeting). A field node's own scope guard then makes context read-only there;
+  (the meeting). A field node's own scope guard then makes context read-only there. A model can
+  opt out of being context with `sync_context = False` (accounts: a password hash stays home);
 - for the **old holder**, a **left-scope notice** per record that left it (payload key "left" = the
   new scope, and the record's state when it left): the node applies that state (e.g. the member's new
   cell), so its own scope rules stop listing and writing it (`sync.merge.apply_left_scope`).

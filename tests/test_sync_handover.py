@@ -91,11 +91,15 @@ with app.app_context(), db.connection_context(), acting_as("", "Quản trị tru
 TRY_LOCAL_WRITE = """
 import sys
 from app import create_app
-from models import Member, ValidationError, db
+from models import Meeting, Member, ValidationError, db
 app = create_app()
 with app.app_context(), db.connection_context():
-    member = Member.get_by_id(sys.argv[1])
-    member.full_name = "Sửa tại nút cũ"
+    member = Member.get_or_none(Member.id == sys.argv[1])
+    if member is not None:
+        member.full_name = "Sửa tại nút cũ"
+    else:
+        member = Meeting.get_by_id(sys.argv[1])
+        member.title = "Sửa biên bản cũ"
     try:
         member.save()
         print("saved")
@@ -200,6 +204,8 @@ def test_a_moved_member_reaches_the_new_holder_with_his_whole_history(three):
     # Only his own marks came along: his old comrades stay with doi-1.
     assert not query(doi2, "SELECT id FROM member WHERE id IN (?, ?, ?)", *ids["stay"])
     assert not open_letters(doi2)
+    # His old meetings are read-only context at doi-2; he himself is doi-2's to edit now.
+    assert "refused" in run(doi2, "-c", TRY_LOCAL_WRITE, sorted(meetings)[0]).stdout
     assert "saved" in run(doi2, "-c", TRY_LOCAL_WRITE, mover).stdout
 
     # Nothing is handed over twice: further syncs of both nodes add nothing to central's feed.
