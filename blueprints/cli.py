@@ -1,4 +1,4 @@
-"""Operational CLI: `flask --app app db up | users create | nodes register | backup | demo`.
+"""Operational CLI: `flask --app app db up | users create | nodes register | assign | release | backup | demo`.
 
 Each command is a thin shell over a plain function in models/ or sync/, so the same work can be
 done from tests or another tool.
@@ -119,18 +119,77 @@ def nodes_register(node_id, name, cells):
     token = Node.issue_token()
     with db.atomic():
         node = Node.get_or_none(Node.id == node_id)
+        existed = node is not None
         if node is None:
             Node.create(id=node_id, name=name or node_id, token_hash=hash_token(token))
         else:
             node.token_hash, node.revoked_at = hash_token(token), None
             node.name = name or node.name
             node.save()
-        for cell in found.values():
-            cell.node_id = node_id
-            cell.save()
+        if codes:
+            _assign(codes, node_id)
     click.echo(f"Nút {node_id} đã đăng ký; quản lý {len(found)} chi bộ.")
+    if existed:
+        click.echo("Nút đã có từ trước: mã đồng bộ cũ hết hiệu lực. (Chỉ chuyển chi bộ mà không đổi mã: "
+                   "flask --app app nodes assign.)")
     click.echo("Mã đồng bộ (chỉ hiện một lần, đặt vào CHIBO_SYNC_TOKEN của nút):")
     click.echo(token)
+
+
+def _assign(codes: list[str], node_id: str) -> list:
+    """Hand the cells to the node through sync/scope.py (audited as the CLI); ClickException when refused."""
+    from models.audit import acting_as
+    from sync.scope import HandoverError, assign_cells
+
+    try:
+        with acting_as("", "Dòng lệnh (CLI)"):
+            return assign_cells(codes, node_id)
+    except HandoverError as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _report_handover(moved: list, node_id: str) -> None:
+    """Say what moved, prepare the feed for the next pulls, and remind that tokens did not change."""
+    from sync.scope import rehome_cells
+
+    where = "trung tâm" if node_id == "central" else f"nút {node_id}"
+    for cell, previous in moved:
+        before = "trung tâm" if previous == "central" else f"nút {previous}"
+        if previous == node_id:
+            click.echo(f"Chi bộ {cell.code} ({cell.name}) đã do {where} quản lý; không có gì thay đổi.")
+        else:
+            click.echo(f"Đã chuyển chi bộ {cell.code} ({cell.name}) từ {before} sang {where}.")
+    logged = rehome_cells(origin=str(current_app.config.get("NODE_ID", "central")))
+    click.echo(f"Đã chuẩn bị {logged} bản ghi bàn giao cho lần đồng bộ tới. Mã đồng bộ của các nút không thay đổi.")
+
+
+@nodes_cli.command("assign")
+@click.argument("node_id")
+@click.option("--cells", required=True, help="Mã các chi bộ giao cho nút, cách nhau bằng dấu phẩy.")
+def nodes_assign(node_id, cells):
+    """Hand cells to a registered node without touching any token (the node's history follows)."""
+    if current_app.config["ROLE"] != "central":
+        raise click.ClickException("Chỉ chuyển chi bộ giữa các nút tại trung tâm.")
+    if node_id == "central":
+        raise click.ClickException("Để trả chi bộ về trung tâm, dùng: flask --app app nodes release --cells ...")
+    node = Node.get_or_none(Node.id == node_id)
+    if node is not None and node.revoked_at is not None:
+        click.echo(f"Lưu ý: mã đồng bộ của nút {node_id} đã bị thu hồi; nút chỉ nhận dữ liệu sau khi được "
+                   "đăng ký lại.")
+    moved = _assign(cells.split(","), node_id)
+    _report_handover(moved, node_id)
+
+
+@nodes_cli.command("release")
+@click.option("--cells", required=True, help="Mã các chi bộ trả về trung tâm quản lý, cách nhau bằng dấu phẩy.")
+def nodes_release(cells):
+    """Give cells back to central (their node is told they left; no token changes)."""
+    if current_app.config["ROLE"] != "central":
+        raise click.ClickException("Chỉ trả chi bộ về trung tâm tại trung tâm.")
+    moved = _assign(cells.split(","), "central")
+    _report_handover(moved, "central")
 
 
 @nodes_cli.command("revoke")

@@ -206,7 +206,13 @@ def set_attendance(meeting: Meeting, member_id: str, status: str | None, reason:
     if meeting.status == "closed":
         raise ValidationError({"meeting": "Buổi sinh hoạt đã kết thúc; điểm danh không sửa được nữa."})
     member = Member.get_or_none((Member.id == member_id) & Member.deleted_at.is_null())
-    if member is None or member.cell_id != meeting.cell_id:
+    if member is not None and member.cell_id != meeting.cell_id:
+        # A member moved to another cell (possibly held by another node) keeps a read-only copy here.
+        moved_to = Cell.get_or_none(Cell.id == member.cell_id)
+        raise ValidationError({"member": f"Đảng viên {member.full_name} đã chuyển sang "
+                                         f"{moved_to.name if moved_to else 'chi bộ khác'}; không điểm danh "
+                                         "tại buổi sinh hoạt này được."})
+    if member is None:
         raise ValidationError({"member": "Đảng viên không thuộc chi bộ của buổi sinh hoạt này."})
     if not member.counts_for_attendance:
         raise ValidationError({"member": "Đảng viên được miễn hoặc sinh hoạt nơi khác, không điểm danh."})

@@ -43,6 +43,10 @@ class User(UserMixin, SyncedModel):
     member = ForeignKeyField(Member, null=True, backref="users", on_delete="RESTRICT")
     active = BooleanField(default=True)
 
+    # An account is never sent to another node as read-only context when a member moves (handover,
+    # sync/scope.py): its password hash stays with the node that holds the account's cell.
+    sync_context = False
+
     class Meta:
         table_name = "app_user"
 

@@ -23,7 +23,7 @@ from models import ChangeLog, SyncState, clock, db
 from models.base import utcnow, write_transaction
 from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
-from .merge import SetAside, apply_change, check_change_shape, in_savepoint
+from .merge import SetAside, apply_change, apply_left_scope, check_change_shape, in_savepoint
 from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PUSHED_SEQ, acknowledge, next_batch,
                      pushed_seq)
 from .protocol import API_PREFIX, SyncError, setting
@@ -368,6 +368,8 @@ def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple
             except ValueError:
                 pass
         for index, change in enumerate(changes):
+            if apply_left_scope(change):  # handover (helper 'handover'): the record left this node's scope
+                continue
             try:
                 model, record_id, hlc, payload = check_change_shape(change)
                 origin = change.get("origin") if isinstance(change.get("origin"), str) else "central"

@@ -22,12 +22,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import ForeignKeyField
+from peewee import DataError, ForeignKeyField, IntegrityError
 
 from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
 from models.base import META_COLUMNS, _short, _to_json, column_stamps, data_columns, sparse_stamps, utcnow
 from models.clock import decode
-from models.sync_state import Conflict
+from models.sync_state import Conflict, DeadLetter
 
 try:  # The write policy (trust boundary) lives with the models; absent in older trees.
     from models import policy as _policy
@@ -169,6 +169,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     deleted_parents = _check_parents(model, merged, applied)
     if pusher is not None:
         _check_scope(model, current, merged, pusher, record_id)
+        check_parent_scope(model, merged, applied, pusher, record_id)  # handover: a parent moved away
     try:
         merged.clean()
     except ValidationError as exc:
@@ -274,6 +275,93 @@ def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedM
     if others:
         raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
                                        f"bản ghi thuộc phạm vi {', '.join(others)} (có thể đã chuyển sang nút khác).")
+
+
+# -- handover (sync/scope.py): parents that moved away, and notices that a record left ------------
+
+def check_parent_scope(model: type[SyncedModel], merged: SyncedModel, applied: list[str], pusher: str,
+                       record_id: str) -> None:
+    """SetAside('out_of_scope') when a pushed record points at a scoped parent the pusher no longer holds.
+
+    E.g. a roll-call mark queued offline at the old holder for a member who was moved to a cell of
+    another node: the mark's own scope (the meeting's cell) is still the pusher's, its member is not.
+    A change that only tombstones the record is let through (a node may delete its own records).
+    """
+    if applied == ["deleted_at"] and merged.deleted_at is not None:
+        return
+    for fk in model._meta.sorted_fields:
+        if not isinstance(fk, ForeignKeyField) or fk.rel_model.sync_scope is SyncedModel.sync_scope:
+            continue
+        target = merged.__data__.get(fk.name)
+        if target is None or target == record_id:
+            continue
+        parent = _load_row(fk.rel_model, target)
+        if parent is None:
+            continue
+        try:
+            scope = parent.sync_scope()
+        except ValidationError:
+            continue
+        if scope not in ("*", pusher):
+            raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
+                                           f"bản ghi {fk.rel_model._meta.table_name}/{target} mà nó trỏ tới đã "
+                                           f"chuyển sang phạm vi {scope} (chuyển chi bộ hoặc bàn giao).")
+
+
+_ROW_SQL: dict[type, tuple[str, list[str]]] = {}
+
+
+def _load_row(model: type[SyncedModel], record_id: str) -> SyncedModel | None:
+    """One record by id with fixed SQL text (building ORM SQL costs milliseconds per change)."""
+    if model not in _ROW_SQL:
+        fields = model._meta.sorted_fields
+        columns = ", ".join(f'"{f.column_name}"' for f in fields)
+        _ROW_SQL[model] = (f'SELECT {columns} FROM "{model._meta.table_name}" WHERE "id" = {{}}',
+                           [f.name for f in fields])
+    sql, names = _ROW_SQL[model]
+    database = model._meta.database
+    row = database.execute_sql(sql.format(database.param), (record_id,)).fetchone()
+    if row is None:
+        return None
+    # Straight into __data__: only the scope is read, and per-field setattr costs more than the query.
+    record = model(__no_default__=True)
+    record.__data__.update(zip(names, row))
+    record._is_new = False
+    return record
+
+
+def apply_left_scope(change: Any) -> bool:
+    """Apply a left-scope notice from central's feed (payload key "left"); True when the change was one.
+
+    The notice carries the record's state when it left (e.g. a member's new cell): applying it makes
+    this node's own scope rules stop listing and writing the record, which stays as a read-only copy.
+    A record this node never had is ignored; a state that cannot be applied here is kept as a dead
+    letter (reason 'left_scope') so a person sees it. Never raises: it runs outside the caller's try.
+    """
+    payload = change.get("payload") if isinstance(change, dict) else None
+    if not isinstance(payload, dict) or "left" not in payload:
+        return False
+    try:
+        model, record_id, hlc, payload = check_change_shape(change)
+        if not model.select().where(model.id == record_id).exists():
+            return True
+        origin = change.get("origin") if isinstance(change.get("origin"), str) else "central"
+        with in_savepoint():
+            apply_change(model, record_id, hlc, payload, origin=origin[:32], log=False)
+    except SetAside as refused:
+        _left_letter(change, refused.message)
+    except (IntegrityError, DataError) as exc:
+        _left_letter(change, f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}")
+    return True
+
+
+def _left_letter(change: dict, message: str) -> None:
+    """Keep a left-scope notice that could not be applied, for the status page."""
+    DeadLetter.create(node_id="central", batch_id="left-scope", position=0,
+                      table=str(change.get("table") or "")[:64], record_id=str(change.get("record_id") or "")[:36],
+                      hlc=str(change.get("hlc") or "")[:64], change_json=json.dumps(change, ensure_ascii=False),
+                      reason="left_scope", message=("Bản ghi đã chuyển khỏi phạm vi nút nhưng không cập nhật được: "
+                                                    + message)[:500])
 
 
 def _delete_edit(model: type[SyncedModel], record_id: str, current: dict, cur_stamps: dict[str, str],

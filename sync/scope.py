@@ -1,32 +1,63 @@
-"""Scope: which node a record belongs to, and keeping the change feed right when a cell moves.
+"""Scope: which node a record belongs to, and handing records over when it changes (handover).
 
 Design: a record's scope is computed by its model (`sync_scope()`): '*' for what every node receives
 (organisation, cells, rule sets), otherwise the id of the node holding the record's cell. The scope is
-written into each `ChangeLog` row when the change is captured, so the pull feed can be filtered with
-an index. That stamp goes stale when central hands a cell to another node (`nodes register --cells`):
-the cell's members, meetings and attendance were logged for the old holder. `rehome_cells()` repairs
-this at central before a pull is served: for every cell whose holder differs from the one its records
-were last logged for, it appends a fresh change (same payload and clock stamp, new sequence, new
-scope) for every record of the cell, parents first, so the new holder pulls them like any other
-change. Which records belong to a cell is found from the foreign keys (any synced model with a path
-to `Cell`), so models added later are covered without touching this module.
+written into each `ChangeLog` row when the change is captured, so the pull feed is filtered with an
+index. A record's scope changes in two ways, both only at central: a record is moved (a member
+re-assigned to a cell another node holds: one captured change, scope = the new holder, carrying only
+the changed column), or a cell is handed to another node (`nodes assign` / `nodes release`): every
+record of the cell changes scope without a change of its own.
+`rehome_cells()` runs at central before a pull is served (and after `nodes assign`). It finds both
+kinds of move since its last run (a record whose logged scope changed; a cell whose holder differs
+from the one recorded in `sync_state`) and appends to the feed, in one write transaction:
+- for the **new holder**, the whole state (`state_payload`, every column with its own stamp) of the
+  moved record and of every record under it (found through the foreign keys, tombstones included:
+  a member's status changes, position terms and attendance rows); a record under it that stays in
+  another node's scope (a past attendance row of the old cell's meeting) is sent as read-only
+  **context** (payload key "context" = its real scope) together with the scoped parents it needs
+  (the meeting). A field node's own scope guard then makes context read-only there. A model can
+  opt out of being context with `sync_context = False` (accounts: a password hash stays home);
+- for the **old holder**, a **left-scope notice** per record that left it (payload key "left" = the
+  new scope, and the record's state when it left): the node applies that state (e.g. the member's new
+  cell), so its own scope rules stop listing and writing it (`sync.merge.apply_left_scope`).
+Parents come before children (models in foreign-key order) and each record is sent once per node.
+Which records are under a moved one is found from the foreign keys of every registered synced model,
+so models added later are covered without touching this module. Handover rows are recognised by the
+first key of their payload and never count as a move themselves.
 """
 from __future__ import annotations
 
+import json
 from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-from peewee import ForeignKeyField
+from peewee import DoesNotExist, ForeignKeyField, fn
 
-from models import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel
+from models import SYNCED_MODELS, ChangeLog, SyncState, SyncedModel, ValidationError, clock
 from models.base import write_transaction
 from models.org import CENTRAL_NODE, Cell
 
 HOME_KEY = "cell_home:{}"
+# The last change-log sequence number examined for moved records.
+WATERMARK_KEY = "handover_seq"
+# Payloads of handover rows start with these keys (json.dumps keeps key order; captured changes
+# start with "fields"), so a handover row is told apart with a prefix match on the feed.
+LEFT_PREFIX = '{"left":'
+CONTEXT_PREFIX = '{"context":'
+# Scopes that are not a field node: nothing is sent to them and nobody pulls for them.
+NOT_A_NODE = ("*", CENTRAL_NODE)
+CHUNK = 500
 
 
 def scoped_models() -> list[type[SyncedModel]]:
     """Synced models whose scope depends on data (not '*'), parents before children."""
-    return [m for m in topological_models() if m.sync_scope is not SyncedModel.sync_scope and m is not Cell]
+    return [m for m in topological_models() if _is_scoped(m) and m is not Cell]
+
+
+def _is_scoped(model: type[SyncedModel]) -> bool:
+    """True when the model computes its scope from its data (it overrides `sync_scope`)."""
+    return model.sync_scope is not SyncedModel.sync_scope
 
 
 def topological_models() -> list[type[SyncedModel]]:
@@ -77,27 +108,268 @@ def records_of_cell(model: type[SyncedModel], cell_id: str):
     return query.where(path[-1] == cell_id).order_by(model.created_at, model.id)
 
 
-def rehome_cells(origin: str = CENTRAL_NODE) -> int:
-    """Re-log the records of every cell whose holder changed since they were logged. Return rows logged."""
-    logged = 0
+# -- finding what moved ------------------------------------------------------------------------
+
+@dataclass
+class Move:
+    """One record (or cell) whose holder changed: where its records were, and where they go now."""
+
+    record: SyncedModel
+    old: set[str] = field(default_factory=set)
+    new: str = ""
+
+
+def _plain(column):
+    """A condition keeping captured changes only (not handover rows)."""
+    return ~(column.startswith(LEFT_PREFIX)) & ~(column.startswith(CONTEXT_PREFIX))
+
+
+def moved_records(after: int, upto: int) -> list[Move]:
+    """Records whose logged scope changed in the feed rows (after, upto]: (record, old scopes, new scope)."""
+    rows = (ChangeLog.select(ChangeLog.seq, ChangeLog.table, ChangeLog.record_id, ChangeLog.scope)
+            .where((ChangeLog.seq > after) & (ChangeLog.seq <= upto) & _plain(ChangeLog.payload))
+            .order_by(ChangeLog.seq).tuples())
+    scopes: dict[tuple[str, str], list[str]] = {}
+    for _seq, table, record_id, scope in rows:
+        scopes.setdefault((table, record_id), []).append(scope)
+    moves = []
+    by_table: dict[str, list[str]] = {}
+    for table, record_id in scopes:
+        by_table.setdefault(table, []).append(record_id)
+    for table, ids in by_table.items():
+        model = SYNCED_MODELS.get(table)
+        if model is None:
+            continue
+        told = told_scopes(table, ids, after)
+        for record_id in ids:
+            seen = scopes[(table, record_id)]
+            before = told.get(record_id)
+            history = ([before] if before is not None else []) + seen
+            if len(set(history)) < 2:
+                continue
+            record = model.get_or_none(model.id == record_id)
+            if record is None:
+                continue
+            new = _scope_of(record)
+            if new is None:
+                continue
+            moves.append(Move(record, set(history) - {new}, new))
+    return moves
+
+
+def told_scopes(table: str, ids: list[str], upto: int | None = None) -> dict[str, str]:
+    """For each record id, the scope of its last captured change (at or before `upto`)."""
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start:start + CHUNK]
+        last = (ChangeLog.select(fn.MAX(ChangeLog.seq))
+                .where((ChangeLog.table == table) & ChangeLog.record_id.in_(chunk) & _plain(ChangeLog.payload))
+                .group_by(ChangeLog.record_id))
+        if upto is not None:
+            last = last.where(ChangeLog.seq <= upto)
+        for record_id, scope in (ChangeLog.select(ChangeLog.record_id, ChangeLog.scope)
+                                 .where(ChangeLog.seq.in_(last)).tuples()):
+            out[record_id] = scope
+    return out
+
+
+def moved_cells() -> list[Move]:
+    """Cells whose holder differs from the one their records were last handed to."""
     homes = {row.key[len(HOME_KEY.format("")):]: row.value
              for row in SyncState.select().where(SyncState.key.startswith(HOME_KEY.format("")))}
-    for cell in Cell.select(Cell.id, Cell.node_id):
-        # Records of a cell never handed over were logged for central, the default holder.
-        if homes.get(cell.id, CENTRAL_NODE) == cell.node_id:
-            continue
-        with write_transaction():
-            # Another worker may have re-homed this cell while we waited for the lock.
-            if SyncState.get_value(HOME_KEY.format(cell.id), CENTRAL_NODE) == cell.node_id:
-                continue
-            for model in scoped_models():
-                query = records_of_cell(model, cell.id)
-                if query is None:
+    # Records of a cell never handed over were logged for central, the default holder.
+    return [Move(cell, {homes.get(cell.id, CENTRAL_NODE)}, cell.node_id) for cell in Cell.select()
+            if homes.get(cell.id, CENTRAL_NODE) != cell.node_id]
+
+
+# -- what goes with a moved record ---------------------------------------------------------------
+
+def _scope_of(record: SyncedModel) -> str | None:
+    """The record's scope now, or None when it cannot be computed (a parent is missing)."""
+    try:
+        return record.sync_scope()
+    except (ValidationError, DoesNotExist):
+        return None
+
+
+def descendants(roots: Iterable[SyncedModel]) -> list[SyncedModel]:
+    """The records under `roots` through every synced foreign key, tombstones included, each once."""
+    found: dict[tuple[str, str], SyncedModel] = {}
+    frontier: dict[type[SyncedModel], set[str]] = {}
+    for root in roots:
+        frontier.setdefault(type(root), set()).add(root.id)
+    while frontier:
+        following: dict[type[SyncedModel], set[str]] = {}
+        for parent_model, ids in frontier.items():
+            for fk in parent_model._meta.backrefs:
+                child_model = fk.model
+                if child_model._meta.table_name not in SYNCED_MODELS:
                     continue
-                for record in query:
-                    # The model decides; the foreign-key path only narrows the search.
-                    if record.sync_scope() == cell.node_id:
-                        ChangeLog.record_state(record, origin=origin)
-                        logged += 1
-            SyncState.set_value(HOME_KEY.format(cell.id), cell.node_id)
+                id_list = sorted(ids)
+                for start in range(0, len(id_list), CHUNK):
+                    for child in child_model.select().where(fk.in_(id_list[start:start + CHUNK])):
+                        key = (child_model._meta.table_name, child.id)
+                        if key in found:
+                            continue
+                        found[key] = child
+                        following.setdefault(child_model, set()).add(child.id)
+        frontier = following
+    return list(found.values())
+
+
+def scoped_parents(record: SyncedModel) -> list[SyncedModel]:
+    """The records a record points to whose model has a data-dependent scope (nearest first)."""
+    parents = []
+    for fk in type(record)._meta.sorted_fields:
+        if not isinstance(fk, ForeignKeyField) or not _is_scoped(fk.rel_model):
+            continue
+        target = record.__data__.get(fk.name)
+        if target is None or target == record.id:
+            continue
+        parent = fk.rel_model.get_or_none(fk.rel_model._meta.primary_key == target)
+        if parent is not None:
+            parents.append(parent)
+    return parents
+
+
+@dataclass
+class Plan:
+    """The rows one handover pass appends: per (table, id, node) one state, context or left row."""
+
+    rows: dict[tuple[str, str, str], tuple[SyncedModel, str, str]] = field(default_factory=dict)
+
+    def add(self, record: SyncedModel, node: str, kind: str, scope: str) -> None:
+        """Plan one row for `node` (first plan wins: each record goes once to each node)."""
+        if node in NOT_A_NODE:
+            return
+        self.rows.setdefault((record._meta.table_name, record.id, node), (record, kind, scope))
+
+
+def plan_move(move: Move, plan: Plan, include_root: bool) -> None:
+    """Plan what the new holder receives and what each old holder is told, for one move."""
+    records = ([move.record] if include_root else []) + descendants([move.record])
+    by_table: dict[str, list[str]] = {}
+    for record in records:
+        by_table.setdefault(record._meta.table_name, []).append(record.id)
+    told = {}
+    for table, ids in by_table.items():
+        told.update({(table, k): v for k, v in told_scopes(table, ids).items()})
+    for record in records:
+        scope = _scope_of(record)
+        if scope is None or scope == "*":
+            continue
+        before = told.get((record._meta.table_name, record.id))
+        is_root = record is move.record
+        if scope == move.new:
+            if is_root or before != move.new:
+                plan.add(record, move.new, "state", scope)
+        elif getattr(type(record), "sync_context", True):
+            # History that stays in another node's scope: read-only context, with the parents it needs.
+            add_context(record, scope, move.new, plan)
+        # The old holders that had it in scope are told it left.
+        olds = move.old if is_root else ({before} if before else set())
+        for old in olds:
+            if old != scope:
+                plan.add(record, old, "left", scope)
+
+
+def add_context(record: SyncedModel, scope: str, node: str, plan: Plan, depth: int = 0) -> None:
+    """Plan `record` as read-only context for `node`, with the scoped parents it points to."""
+    if node in NOT_A_NODE or depth > 16:
+        return
+    plan.add(record, node, "context", scope)
+    for parent in scoped_parents(record):
+        parent_scope = _scope_of(parent)
+        if parent_scope is None or parent_scope in ("*", node):
+            continue
+        if (parent._meta.table_name, parent.id, node) not in plan.rows:
+            add_context(parent, parent_scope, node, plan, depth + 1)
+
+
+def write_plan(plan: Plan, origin: str) -> int:
+    """Append the planned rows, parents before children, each once; return how many."""
+    order = {m._meta.table_name: i for i, m in enumerate(topological_models())}
+    items = sorted(plan.rows.items(),
+                   key=lambda kv: (order.get(kv[0][0], 0), str(kv[1][0].created_at or ""), kv[0][1], kv[0][2]))
+    for (table, record_id, node), (record, kind, scope) in items:
+        state = record.state_payload()
+        if kind == "state":
+            payload: dict[str, Any] = state
+        elif kind == "context":
+            payload = {"context": scope, **state}
+        else:
+            payload = {"left": scope, **state}
+        ChangeLog.append(table, record_id, record.hlc, origin, node, payload)
+    return len(items)
+
+
+def rehome_cells(origin: str = CENTRAL_NODE) -> int:
+    """Hand over every record (and every cell) whose holder changed since the last run; return rows logged.
+
+    Called by central before every pull page and after `nodes assign`; cheap when nothing moved.
+    """
+    upto = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
+    mark = int(SyncState.get_value(WATERMARK_KEY, "0") or 0)
+    if upto <= mark and not moved_cells():
+        return 0
+    with write_transaction():
+        # On PostgreSQL this locks the clock row: every writer of the feed before us has committed.
+        clock.peek()
+        mark = int(SyncState.get_value(WATERMARK_KEY, "0") or 0)
+        upto = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
+        plan = Plan()
+        for move in moved_cells():
+            plan_move(move, plan, include_root=False)
+            SyncState.set_value(HOME_KEY.format(move.record.id), move.new)
+        if upto > mark:
+            for move in moved_records(mark, upto):
+                plan_move(move, plan, include_root=True)
+        logged = write_plan(plan, origin)
+        SyncState.set_value(WATERMARK_KEY, str(ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0))
     return logged
+
+
+# -- handing cells over (the `nodes assign` / `nodes release` commands) ---------------------------
+
+class HandoverError(ValueError):
+    """A handover that cannot be done, with a Vietnamese message."""
+
+
+def assign_cells(codes: list[str], node_id: str) -> list[tuple[Cell, str]]:
+    """Give the cells with these codes to `node_id` (central included); return (cell, previous holder).
+
+    Changes only `Cell.node_id` through save() (so it syncs and is audited); tokens are not touched.
+    """
+    from models import Node
+
+    codes = [c.strip() for c in codes if c and c.strip()]
+    if not codes:
+        raise HandoverError("Hãy nêu mã chi bộ, ví dụ --cells CB02,CB03.")
+    if node_id != CENTRAL_NODE and Node.get_or_none(Node.id == node_id) is None:
+        raise HandoverError(f"Không có nút {node_id}. Hãy đăng ký nút trước: "
+                            f"flask --app app nodes register {node_id} --cells ...")
+    found = {c.code: c for c in Cell.live().where(Cell.code.in_(codes))}
+    missing = [c for c in codes if c not in found]
+    if missing:
+        raise HandoverError(f"Không có chi bộ mã: {', '.join(missing)}.")
+    moved = []
+    with write_transaction():
+        for code in codes:
+            cell = found[code]
+            previous = cell.node_id
+            if previous != node_id:
+                cell.node_id = node_id
+                cell.save()
+            moved.append((cell, previous))
+    return moved
+
+
+def handover_rows(table: str, record_id: str) -> list[dict[str, Any]]:
+    """The handover rows logged for one record (for tools and tests): node, kind and scope."""
+    out = []
+    for row in ChangeLog.select().where((ChangeLog.table == table) & (ChangeLog.record_id == record_id)):
+        payload = json.loads(row.payload)
+        for kind in ("left", "context"):
+            if kind in payload:
+                out.append({"node": row.scope, "kind": kind, "scope": payload[kind], "seq": row.seq})
+    return out
