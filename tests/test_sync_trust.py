@@ -143,25 +143,25 @@ def test_admin_hashes_never_reach_a_field_node_and_each_node_gets_its_own_accoun
 
 
 ATTACKS = {
-    # attack: (what central must still show, as SQL and its arguments from the ids; the refusal's status)
+    # attack: (what central must still show, as SQL and its arguments from the ids; the reason central sets it aside)
     "secretary_made_admin": ("SELECT role, cell_id, password_hash, hlc FROM app_user WHERE username='bithu2'",
-                             lambda ids: (), "403"),
-    "new_admin": ("SELECT username, role FROM app_user ORDER BY username", lambda ids: (), "403"),
-    "new_secretary": ("SELECT username, role FROM app_user ORDER BY username", lambda ids: (), "403"),
-    "unlock": ("SELECT active, hlc FROM app_user WHERE username='bikhoa2'", lambda ids: (), "403"),
-    "member_pointer": ("SELECT member_id, hlc FROM app_user WHERE username='dangvien2'", lambda ids: (), "403"),
+                             lambda ids: (), ("policy", "out_of_scope")),
+    "new_admin": ("SELECT username, role FROM app_user ORDER BY username", lambda ids: (), ("policy", "out_of_scope")),
+    "new_secretary": ("SELECT username, role FROM app_user ORDER BY username", lambda ids: (), ("policy", "out_of_scope")),
+    "unlock": ("SELECT active, hlc FROM app_user WHERE username='bikhoa2'", lambda ids: (), ("policy", "out_of_scope")),
+    "member_pointer": ("SELECT member_id, hlc FROM app_user WHERE username='dangvien2'", lambda ids: (), ("policy", "out_of_scope")),
     "foreign_mark": ("SELECT COUNT(*) FROM attendance WHERE member_id=?",
-                     lambda ids: (ids["people"]["CB03"][0],), "403"),
+                     lambda ids: (ids["people"]["CB03"][0],), ("policy", "out_of_scope")),
     "audit_admin": ("SELECT COUNT(*) FROM audit_entry WHERE record_id=?",
-                    lambda ids: (ids["users"]["admin"],), "403"),
-    "huge_value": ("SELECT full_name, hlc FROM member WHERE id=?", lambda ids: (ids["people"]["CB02"][1],), "422"),
+                    lambda ids: (ids["users"]["admin"],), ("policy", "out_of_scope")),
+    "huge_value": ("SELECT full_name, hlc FROM member WHERE id=?", lambda ids: (ids["people"]["CB02"][1],), ("invalid",)),
 }
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
 def test_an_attack_is_refused_central_is_unchanged_and_honest_work_arrives(central, attacker, attack):
-    """The attack's change is refused (reported, exit 1); central's record is as it was; the roll call arrives."""
-    sql, arguments, status = ATTACKS[attack]
+    """The attack's change is set aside at central with its reason; central's record is as it was; the roll call arrives."""
+    sql, arguments, reasons = ATTACKS[attack]
     ids = central["ids"]
     args = arguments(ids)
     before = central_row(central, sql, *args)
@@ -169,17 +169,19 @@ def test_an_attack_is_refused_central_is_unchanged_and_honest_work_arrives(centr
 
     result = sync(attacker, check=False)
 
-    assert result.returncode != 0
-    assert "từ chối" in result.stderr and f"mã {status}" in result.stderr, result.stderr[-2000:]
+    assert "để riêng" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
     assert central_row(central, sql, *args) == before
+    letters = central_row(central, "SELECT reason, message FROM sync_dead_letter WHERE node_id='doi-1'")
+    assert letters and {reason for reason, _m in letters} <= set(reasons), letters
+    assert all(len(message) <= 500 and "x" * 300 not in message for _r, message in letters)
     # Honest work queued before the attack reached central: the meeting and its three marks.
     assert central_row(central, "SELECT title FROM meeting WHERE id=?", meeting_id) == [("Họp trung thực",)]
     assert central_row(central, "SELECT COUNT(*) FROM attendance WHERE meeting_id=?", meeting_id) == [(3,)]
-    # The refused change stays queued at the node (not dropped), and nothing huge is echoed back.
-    assert len(result.stderr) < 3000 and "x" * 500 not in result.stderr
+    # The refused change is acknowledged (it never blocks the queue), and nothing huge is echoed back.
+    assert len(result.stdout) + len(result.stderr) < 6000 and "x" * 500 not in result.stdout + result.stderr
     pending = query(attacker, "SELECT COUNT(*) FROM change_log WHERE origin='doi-1' AND seq > "
                               "(SELECT CAST(value AS INTEGER) FROM sync_state WHERE key='pushed_seq')")[0][0]
-    assert pending >= 1
+    assert pending == 0
 
 
 def test_an_honest_secretary_works_at_the_node_and_everything_arrives(central, attacker, tmp_path):
