@@ -132,7 +132,7 @@ def holder() -> dict[str, Any] | None:
     return None if _stale(current, utcnow()) else current
 
 
-def run_sync_exclusive(config: Mapping[str, Any], progress: Callable[[str], None] | None = None):
+def run_sync_exclusive(config: Mapping[str, Any], progress: Callable[[str], None] | None = None, **options: Any):
     """`client.run_sync` under the node's sync lock; raise SyncBusy when another sync is running."""
     me = acquire()
     if me is None:
@@ -142,7 +142,7 @@ def run_sync_exclusive(config: Mapping[str, Any], progress: Callable[[str], None
                        + (f" (bắt đầu lúc {_local_time(since)})" if since else "")
                        + ". Hãy đợi nó xong rồi thử lại; dữ liệu chờ gửi vẫn được giữ.")
     try:
-        return client.run_sync(config, progress=progress)
+        return client.run_sync(config, progress=progress, **options)
     finally:
         release(me)
 
