@@ -292,14 +292,14 @@ def write_plan(plan: Plan, origin: str) -> int:
     items = sorted(plan.rows.items(),
                    key=lambda kv: (order.get(kv[0][0], 0), str(kv[1][0].created_at or ""), kv[0][1], kv[0][2]))
     for (table, record_id, node), (record, kind, scope) in items:
-        state = record.state_payload()
+        state, top = record.state_payload()
         if kind == "state":
             payload: dict[str, Any] = state
         elif kind == "context":
             payload = {"context": scope, **state}
         else:
             payload = {"left": scope, **state}
-        ChangeLog.append(table, record_id, record.hlc, origin, node, payload)
+        ChangeLog.append(table, record_id, top, origin, node, payload)
     return len(items)
 
 
