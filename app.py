@@ -38,6 +38,8 @@ DEFAULTS = {
     # A meeting lasts about two hours: the session ends after 4 hours without a request.
     "PERMANENT_SESSION_LIFETIME": 4 * 3600,
     "SESSION_REFRESH_EACH_REQUEST": True,
+    # Beside the idle limit: a session ends 12 hours after login however busy it was.
+    "SESSION_ABSOLUTE_HOURS": 12,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     # The CSRF token must not expire in the middle of a meeting; the session bounds it instead.

@@ -73,7 +73,17 @@ def init_web(app: Flask) -> None:
 
 
 def _load_user(user_id: str):
-    return User.get_or_none((User.id == user_id) & User.deleted_at.is_null())
+    """The logged-in account, only while the cookie's session is still live on this node."""
+    from flask import current_app, session
+
+    from models.users import session_valid
+
+    user = User.get_or_none((User.id == user_id) & User.deleted_at.is_null())
+    hours = float(current_app.config.get("SESSION_ABSOLUTE_HOURS", 12))
+    if user is None or not session_valid(session.get("sid"), user, absolute_hours=hours):
+        session.clear()
+        return None
+    return user
 
 
 def _unauthorized():

@@ -21,12 +21,12 @@ from .org import Cell, Organisation
 from .roster import ImportJob
 from .rules import RuleSet
 from .sync_state import AppliedBatch
-from .users import LoginAttempt, User
+from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
     ChangeLog, SyncState, Node, AppliedBatch,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
-    MemberStatusChange, Position, AuditEntry, LoginAttempt, ImportJob,
+    MemberStatusChange, Position, AuditEntry, LoginAttempt, KnownAddress, UserSession, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
 ]
 
