@@ -120,12 +120,13 @@ def login():
     return render_template("auth/login.html", errors=errors, username=username)
 
 
-def _start_fresh_session(user: User, keep_csrf: bool = False) -> None:
+def _start_fresh_session(user: User) -> None:
     """Drop whatever the old cookie held and log in with a new server-side session."""
     csrf_token = session.get("csrf_token")
     session.clear()
-    if keep_csrf and csrf_token:
-        # Same person, same browser (a password change): the page they are on keeps working.
+    if csrf_token:
+        # The CSRF secret is kept: it is only a same-origin proof, never an identity, and pages
+        # already open in this browser (another tab) keep working across the login.
         session["csrf_token"] = csrf_token
     session.permanent = True
     session["sid"] = start_session(user, request.remote_addr or "")
@@ -184,7 +185,7 @@ def password_change():
         if not errors:
             clear_failed_logins(key)
             end_sessions(user.id)
-            _start_fresh_session(user, keep_csrf=True)
+            _start_fresh_session(user)
             flash("Đã đổi mật khẩu.", "info")
             return redirect(url_for("cells.index"), 303)
     return render_template("auth/password.html", errors=errors,

@@ -153,7 +153,7 @@ def _fill(member: Member, form: dict, errors: dict) -> None:
     member.card_number = form["card_number"] or None
     member.birth_year = None
     if form["birth_year"]:
-        if form["birth_year"].isdigit():
+        if form["birth_year"].isascii() and form["birth_year"].isdigit() and len(form["birth_year"]) <= 4:
             member.birth_year = int(form["birth_year"])
         else:
             errors["birth_year"] = "Năm sinh phải là số, ví dụ 1975."

@@ -207,7 +207,7 @@ def validate_rows(rows: list[dict[str, str]], cells: dict[str, Cell], today: dt.
             v["cell_id"] = cell.id
         year = row.get("birth_year", "").strip()
         if year:
-            if not year.isdigit() or not 1900 <= int(year) <= today.year - 16:
+            if not (year.isascii() and year.isdigit() and len(year) <= 4) or not 1900 <= int(year) <= today.year - 16:
                 errors.append(f"Năm sinh “{year}” không hợp lệ (từ 1900 đến {today.year - 16}).")
             else:
                 v["birth_year"] = int(year)
