@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import uuid
 from typing import Any
 
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
@@ -439,6 +440,26 @@ def move(rows: list, row_id: str, step: int) -> None:
 
 # -- answers ---------------------------------------------------------------------------------------
 
+_ANSWER_SET_NS = uuid.UUID("5b0c3f0e-7d1a-4c52-9a57-3c1b2f6e8d41")
+
+
+def answer_set_id_for(meeting_id: str, kind: str, role: str) -> str:
+    """The id a meeting's answer set of this kind and role gets: the same wherever it is started.
+
+    Known before the set exists, so opening a sheet (a GET) writes nothing: the page's taps carry
+    this id and the first tap makes the set. Two tablets starting the same sheet make one set.
+    """
+    return str(uuid.uuid5(_ANSWER_SET_NS, f"{meeting_id}/{kind}/{role}"))
+
+
+def pending_answer_set(meeting: Meeting, kind: str, role: str = "self") -> AnswerSet | None:
+    """An unsaved answer set with the newest published version, for showing a sheet not started yet."""
+    version = published_for_kind(kind)
+    if version is None:
+        return None
+    return AnswerSet(id=answer_set_id_for(meeting.id, kind, role), version=version.id, meeting=meeting.id, role=role)
+
+
 def answer_set_for(meeting: Meeting, kind: str, role: str = "self", by: str = "") -> AnswerSet | None:
     """The meeting's answer set for a sheet kind and role; made with the newest published version."""
     existing = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
@@ -449,7 +470,11 @@ def answer_set_for(meeting: Meeting, kind: str, role: str = "self", by: str = ""
     version = published_for_kind(kind)
     if version is None:
         return None
-    return AnswerSet.create(version=version.id, meeting=meeting.id, role=role, answered_by=by)
+    record_id = answer_set_id_for(meeting.id, kind, role)
+    if AnswerSet.get_or_none(AnswerSet.id == record_id) is not None:
+        record_id = None  # a deleted earlier set holds the id: start a new one beside it
+    return AnswerSet.create(**({"id": record_id} if record_id else {}), version=version.id, meeting=meeting.id,
+                            role=role, answered_by=by)
 
 
 def answers_by_code(answer_set: AnswerSet) -> dict[str, Answer]:
