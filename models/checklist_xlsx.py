@@ -36,7 +36,7 @@ from .checklists import (
     latest_version,
     version_tree,
 )
-from .uploads import UploadError, open_xlsx, stream_rows
+from .uploads import UploadError, keep_as_text, open_xlsx, stream_rows
 
 MAX_ITEMS = 500
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
@@ -107,6 +107,8 @@ def export_version(version: TemplateVersion) -> bytes:
         settings.append([label, values[key]])
     settings.column_dimensions["A"].width = 16
     settings.column_dimensions["B"].width = 70
+    keep_as_text(ws)
+    keep_as_text(settings)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

@@ -34,7 +34,7 @@ from .members import (
     fold,
 )
 from .org import Cell
-from .uploads import UploadError, open_xlsx, stream_rows
+from .uploads import UploadError, keep_as_text, open_xlsx, stream_rows
 
 # Vietnamese header -> field, in the order the export writes them.
 COLUMNS = [
@@ -345,6 +345,7 @@ def export_xlsx(members: Iterable[Member], positions: dict[str, str] | None = No
         ])
     for column, width in zip("ABCDEFGHI", (28, 10, 10, 15, 15, 18, 24, 20, 12)):
         sheet.column_dimensions[column].width = width
+    keep_as_text(sheet)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -64,3 +64,24 @@ def stream_rows(sheet, max_rows: int, too_many: str) -> Iterator[tuple[int, list
         raise
     except Exception:  # a malformed sheet part fails only when its rows are read
         raise UploadError(_BROKEN) from None
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def keep_as_text(sheet) -> None:
+    """Store every text cell of an export as text: openpyxl writes a string starting with '=' as a formula.
+
+    A member's name like `=HYPERLINK("http://…")` typed on a tablet must open in Excel as the text
+    it is, never run as a formula on the clerk's desktop.
+    """
+    for row in sheet.iter_rows():
+        for cell in row:
+            if isinstance(cell.value, str) and (cell.data_type == "f" or cell.value.startswith(FORMULA_STARTS)):
+                cell.data_type = "s"
+
+
+def csv_safe(value) -> str:
+    """A CSV field that a spreadsheet opens as text: a leading =, +, -, @, tab or CR gets a quote mark."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
