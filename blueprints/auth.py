@@ -59,7 +59,7 @@ def _set_audit_actor():
 
 # What a person with a one-time password may reach before choosing their own.
 _ALLOWED_WITH_ONE_TIME_PASSWORD = {"auth.password_change", "auth.logout", "auth.login", "static",
-                                   "web.favicon"}
+                                   "favicon"}
 
 
 @bp.teardown_app_request

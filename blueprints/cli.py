@@ -179,9 +179,13 @@ def backup_sqlite(directory: Path) -> Path:
 
     if not isinstance(db.obj, SqliteDatabase):
         raise click.ClickException("Lệnh backup dành cho SQLite; với PostgreSQL hãy dùng pg_dump.")
-    directory.mkdir(parents=True, exist_ok=True)
+    import os
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     target = directory / f"chibo-{current_app.config['NODE_ID']}-{stamp}-{secrets.token_hex(2)}.sqlite3"
+    # A backup holds the whole database: readable by this account only, from the moment it exists.
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     with db.connection_context():
         dest = sqlite3.connect(target)
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -502,7 +503,7 @@ def parse_answer(item: TemplateItem, raw: Any) -> Any:
         if isinstance(raw, bool) and kind == "computed":
             return raw
         try:
-            value = float(str(raw).strip().replace(",", "."))
+            value = finite_number(raw)
         except ValueError:
             raise ValueError("Vui lòng nhập một số.") from None
         if value < 0:
@@ -583,6 +584,20 @@ def choices_to_text(item: TemplateItem) -> str:
     return "\n".join(lines)
 
 
+def finite_number(raw: Any) -> float:
+    """A typed number (decimal comma accepted); ValueError for text, nan, inf, 1e400 or beyond ±10^9.
+
+    One published `inf` once made every cell's sheet fail to render: no such value gets stored.
+    """
+    try:
+        value = float(str(raw).strip().replace(",", "."))
+    except OverflowError:
+        raise ValueError(raw) from None
+    if not math.isfinite(value) or abs(value) > 1e9:
+        raise ValueError(raw)
+    return value
+
+
 def parse_choices(text: str) -> list[dict[str, Any]]:
     """Parse 'Nhãn | điểm' lines into choices (value = line number); ValueError on a bad number."""
     choices = []
@@ -590,7 +605,7 @@ def parse_choices(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         label, _sep, points = line.partition("|")
-        value = float(points.strip().replace(",", ".")) if points.strip() else 0
+        value = finite_number(points) if points.strip() else 0
         choices.append({"value": str(len(choices) + 1), "label": label.strip(),
                         "points": int(value) if float(value).is_integer() else value})
     return choices
@@ -620,13 +635,13 @@ def apply_item_form(item: TemplateItem, form: dict[str, str]) -> dict[str, str]:
     item.source = (form.get("source") or "").strip()[:200]
     item.computed_source = (form.get("computed_source") or "").strip() if item.type == "computed" else ""
     try:
-        item.points = float((form.get("points") or "0").strip().replace(",", "."))
+        item.points = finite_number(form.get("points") or "0")
     except ValueError:
         errors["points"] = "Điểm phải là một số (ví dụ 5 hoặc 2,5)."
         item.points = 0
     try:
         text = (form.get("min_value") or "").strip()
-        item.min_value = float(text.replace(",", ".")) if text else None
+        item.min_value = finite_number(text) if text else None
     except ValueError:
         errors["min_value"] = "Giá trị tối thiểu phải là một số."
     try:
