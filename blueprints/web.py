@@ -16,7 +16,8 @@ import hashlib
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Flask, jsonify, redirect, render_template, request, send_from_directory, url_for
+from flask import Flask, has_request_context, jsonify, redirect, render_template, request, send_from_directory, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_login import LoginManager
@@ -71,6 +72,7 @@ def init_web(app: Flask) -> None:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies)
+    app.session_interface = _SessionInterface()
     app.url_defaults(_static_version)
     app.add_url_rule("/favicon.ico", "favicon", _favicon)
     app.after_request(_compress)
@@ -136,6 +138,13 @@ def _security_headers(response):
             for cookie in cookies:
                 response.headers.add("Set-Cookie", cookie if "; Secure" in cookie else cookie + "; Secure")
     return response
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, marked Secure whenever this request came over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or (has_request_context() and request.is_secure)
 
 
 _STATIC_VERSIONS: dict[str, tuple[float, str]] = {}
@@ -207,7 +216,7 @@ def _compress(response):
         body = gzip.compress(data, 6)
     response.set_data(body)
     response.headers["Content-Encoding"] = "gzip"
-    response.headers.add("Vary", "Accept-Encoding")
+    response.vary.add("Accept-Encoding")
     return response
 
 
