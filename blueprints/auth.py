@@ -40,7 +40,7 @@ bp = Blueprint("auth", __name__)
 
 @bp.before_app_request
 def _set_audit_actor():
-    """End the session of a locked account at once; attribute this request's writes to the person."""
+    """End a locked account's sessions; attribute writes to the person; hold one-time passwords at the form."""
     if current_user.is_authenticated and not current_user.is_active:
         # Flask-Login checks is_active only at login: a lock must also end sessions already open.
         end_sessions(current_user.id)
