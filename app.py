@@ -44,6 +44,8 @@ DEFAULTS = {
     # A meeting lasts about two hours: the session ends after 4 hours without a request.
     "PERMANENT_SESSION_LIFETIME": 4 * 3600,
     "SESSION_REFRESH_EACH_REQUEST": True,
+    # Beside the idle limit: a session ends 12 hours after login however busy it was.
+    "SESSION_ABSOLUTE_HOURS": 12,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     # The CSRF token must not expire in the middle of a meeting; the session bounds it instead.
@@ -61,6 +63,8 @@ DEFAULTS = {
     # `python app.py --reset-database`: recreate a database made for another role or node, if it
     # holds nothing but reference data.
     "RESET_DATABASE": False,
+    # How many reverse proxies stand in front (their X-Forwarded-For/Proto/Host are then trusted).
+    "TRUSTED_PROXIES": 0,
 }
 
 
@@ -71,7 +75,7 @@ def create_app(config: dict | None = None) -> Flask:
     app.config.from_prefixed_env("CHIBO")
     if config:
         app.config.from_mapping(config)
-    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    _private_dir(Path(app.instance_path))
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(Path(app.instance_path) / "secret_key")
     if not app.config["DATABASE_URL"]:
@@ -81,6 +85,8 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["ROLE"] == "field" and app.config["NODE_ID"] == "central":
         raise ValueError("Nút field cần CHIBO_NODE_ID riêng (ví dụ doi-1)")
 
+    if app.config["DATABASE_URL"].startswith("sqlite:///"):
+        _private_file(Path(app.config["DATABASE_URL"][len("sqlite:///"):]))
     clock.configure(str(app.config["NODE_ID"]), max_ahead_ms=app.config.get("SYNC_MAX_CLOCK_AHEAD_MS"))
     # Drills and tests of wrong device clocks: this process may see the wall clock shifted.
     offset = int(app.config.get("CLOCK_OFFSET_MS") or 0) / 1000
@@ -136,13 +142,30 @@ def _database_label(url: str) -> str:
     return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
+def _private_dir(path: Path) -> None:
+    """Make the instance folder readable by this account only (it holds the data and the key)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create an empty SQLite file 0600 before SQLite does (it would follow the umask, often 0644)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+
+
 def _instance_secret(path: Path) -> str:
-    """Read the instance's secret key, making and keeping one the first time."""
+    """Read the instance's secret key, making and keeping one the first time (0600 from the start)."""
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_hex(32)
-    path.write_text(key)
-    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
     return key
 
 

@@ -2,7 +2,9 @@
 
 Accounts belong to central (they sync to every node so people can log in anywhere), so every
 view here is for central's admin only. A reset makes a random temporary password shown once and
-clears the account's failed-login count; nobody ever chooses another person's password.
+clears the account's failed-login count; nobody ever chooses another person's password. Such a
+password is one-time: its holder must choose their own at first login. A reset or a lock ends every
+session the account had open.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from peewee import fn
 
 from models import Cell, Member, User, ValidationError
 from models.audit import history
-from models.users import ROLES, clear_failed_logins
+from models.users import ROLES, clear_failed_logins, end_sessions
 
 from .access import central_admin_required
 
@@ -56,6 +58,10 @@ def _apply(user: User, form: dict, errors: dict) -> None:
     user.full_name = form["full_name"]
     user.role = form["role"]
     user.cell = form["cell"] or None if form["role"] in ("secretary", "member") else None
+    if user.cell_id and not Cell.live().where(Cell.id == user.cell_id).exists():
+        # An unknown id would otherwise reach the database as a foreign-key failure (a 500).
+        errors["cell"] = "Không tìm thấy chi bộ này."
+        user.cell = None
     user.member = None
     if form["member"]:
         member = Member.get_or_none((Member.id == form["member"]) & Member.deleted_at.is_null())
@@ -87,7 +93,7 @@ def account_new():
         if not errors:
             password = temporary_password()
             try:
-                user.set_password(password)
+                user.set_password(password, temporary=True)
                 user.save()
             except ValidationError as exc:
                 errors.update(exc.errors)
@@ -123,8 +129,9 @@ def account_reset(user_id: str):
     """Give an account a new temporary password (shown once) and lift its login block."""
     user = _get_user_or_404(user_id)
     password = temporary_password()
-    user.set_password(password)
+    user.set_password(password, temporary=True)
     user.save()
+    end_sessions(user.id)
     clear_failed_logins(user.username)
     return render_template("accounts/password_shown.html", user=user, password=password, created=False)
 
@@ -138,5 +145,7 @@ def account_active(user_id: str):
         abort(422, "Không thể tự khóa tài khoản của chính mình.")
     user.active = request.form.get("active") == "1"
     user.save()
+    if not user.active:
+        end_sessions(user.id)
     flash(f"Đã {'mở khóa' if user.active else 'khóa'} tài khoản {user.username}.", "info")
     return redirect(url_for("accounts.account_list"), 303)

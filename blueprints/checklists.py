@@ -14,7 +14,7 @@ import io
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 
-from models import Meeting, ValidationError, db
+from models import Cell, Meeting, ValidationError, db
 from models.checklists import (
     ANSWER_ROLES,
     COMPUTED_SOURCES,
@@ -27,11 +27,13 @@ from models.checklists import (
     TemplateSection,
     TemplateVersion,
     answer_set_for,
+    answer_set_id_for,
     answers_by_code,
     apply_item_form,
     item_form,
     move,
     new_draft,
+    pending_answer_set,
     publish,
     publish_errors,
     retire,
@@ -40,7 +42,7 @@ from models.checklists import (
     version_tree,
 )
 
-from .access import get_meeting_or_404, held_here, role_required
+from .access import get_meeting_or_404, held_here, readable_cells, role_required
 from .web import htmx
 
 bp = Blueprint("checklists", __name__, url_prefix="/checklists")
@@ -398,7 +400,8 @@ def version_export(version_id: str):
 @role_required("admin")
 def template_import():
     """Upload an Excel file: a new template (or a new draft of one) or the list of row problems."""
-    from models.checklist_xlsx import import_workbook
+    from models.checklist_xlsx import MAX_UPLOAD_BYTES, import_workbook
+    from models.uploads import UploadError, read_upload
 
     require_editor()
     errors: list[str] = []
@@ -407,16 +410,43 @@ def template_import():
         if upload is None or not upload.filename:
             errors = ["Vui lòng chọn tệp Excel (.xlsx)."]
         else:
-            result = import_workbook(upload.read())
-            if not result.errors:
-                return redirect(url_for("checklists.version_view", version_id=result.version.id), 303)
-            errors = result.errors
+            try:
+                result = import_workbook(read_upload(upload, MAX_UPLOAD_BYTES))
+            except UploadError as exc:
+                errors = [str(exc)]
+            else:
+                if not result.errors:
+                    return redirect(url_for("checklists.version_view", version_id=result.version.id), 303)
+                errors = result.errors
     return render_template("checklists/import.html", errors=errors), (422 if errors else 200)
 
 
 # -- filling a sheet for a meeting (the tablet's "Chấm điểm" step) ---------------------------------
 
 sheets_bp = Blueprint("sheets", __name__)
+
+
+def _started_answer_set(answer_set_id: str, item_id: str) -> AnswerSet | None:
+    """On the first tap of a sheet opened but not started: make its answer set (None when it exists)."""
+    if AnswerSet.get_or_none(AnswerSet.id == answer_set_id) is not None:
+        return None
+    item = TemplateItem.get_or_none(TemplateItem.id == item_id)
+    if item is None:
+        abort(404)
+    kind = item.version.template.kind
+    meeting_ids = (Meeting.select(Meeting.id).where(Meeting.deleted_at.is_null())
+                   .where(Meeting.cell.in_(readable_cells().select(Cell.id))))
+    for (meeting_id,) in meeting_ids.tuples():
+        for role in ANSWER_ROLES:
+            if answer_set_id_for(meeting_id, kind, role) == answer_set_id:
+                meeting = get_meeting_or_404(meeting_id, write=role != "supervisor")
+                if not may_fill(meeting, role):
+                    abort(403)
+                answer_set = answer_set_for(meeting, kind, role, by=current_user.username)
+                if answer_set is None:
+                    abort(404)
+                return answer_set
+    abort(404)
 
 
 def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
@@ -477,7 +507,8 @@ def sheet_view(meeting_id: str, kind: str):
                   .where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == role)
                          & (ChecklistTemplate.kind == kind)).first())
     if answer_set is None and writable:
-        answer_set = answer_set_for(meeting, kind, role, by=current_user.username)
+        # Nothing is written on opening: the first tap makes the set (see answer_set_id_for).
+        answer_set = pending_answer_set(meeting, kind, role)
     return render_template("checklists/fill.html", writable=writable, **sheet_context(meeting, answer_set, kind, role))
 
 
@@ -485,7 +516,7 @@ def sheet_view(meeting_id: str, kind: str):
 @login_required
 def answer_set_item(answer_set_id: str, item_id: str):
     """Save one answer (one tap); answer the question fragment and the score bar (out of band)."""
-    answer_set = get_answer_set_or_404(answer_set_id)
+    answer_set = _started_answer_set(answer_set_id, item_id) or get_answer_set_or_404(answer_set_id)
     item = TemplateItem.get_or_none((TemplateItem.id == item_id) & (TemplateItem.version == answer_set.version_id))
     if item is None:
         abort(404)

@@ -38,7 +38,7 @@ def db_up_command():
 @click.option("--cell", "cell_code", default=None, help="Mã chi bộ (bắt buộc với bí thư, đảng viên).")
 @click.password_option("--password", prompt="Mật khẩu", confirmation_prompt="Nhập lại mật khẩu")
 def users_create(username, role, full_name, cell_code, password):
-    """Create a user account (the password is asked for, never defaulted)."""
+    """Create a user account (the password is asked for, never defaulted; it is one-time)."""
     cell = Cell.get_or_none(Cell.code == cell_code) if cell_code else None
     if cell_code and cell is None:
         raise click.ClickException(f"Không có chi bộ mã {cell_code}.")
@@ -46,7 +46,8 @@ def users_create(username, role, full_name, cell_code, password):
         raise click.ClickException(f"Tên đăng nhập {username} đã tồn tại.")
     user = User(username=username, role=role, full_name=full_name or username, cell=cell.id if cell else None)
     try:
-        user.set_password(password)
+        # The operator typed it for someone else: its holder must choose their own at first login.
+        user.set_password(password, temporary=True)
         user.save()
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
@@ -59,17 +60,18 @@ def users_create(username, role, full_name, cell_code, password):
 def users_reset_password(username, password):
     """Set a new password for an account and lift its failed-login block."""
     from models.audit import acting_as
-    from models.users import clear_failed_logins
+    from models.users import clear_failed_logins, end_sessions
 
     user = User.get_or_none((User.username == username) & User.deleted_at.is_null())
     if user is None:
         raise click.ClickException(f"Không có tài khoản {username}.")
     try:
         with acting_as("", "Dòng lệnh (CLI)"):
-            user.set_password(password)
+            user.set_password(password, temporary=True)
             user.save()
     except ValidationError as exc:
         raise click.ClickException(str(exc)) from None
+    end_sessions(user.id)
     clear_failed_logins(username)
     click.echo(f"Đã đặt lại mật khẩu cho {username}.")
 
@@ -87,6 +89,10 @@ def users_deactivate(username, undo):
     user.active = bool(undo)
     with acting_as("", "Dòng lệnh (CLI)"):
         user.save()
+    if not undo:
+        from models.users import end_sessions
+
+        end_sessions(user.id)
     click.echo(f"Đã {'mở khóa' if undo else 'khóa'} tài khoản {username}.")
 
 
@@ -232,9 +238,13 @@ def backup_sqlite(directory: Path) -> Path:
 
     if not isinstance(db.obj, SqliteDatabase):
         raise click.ClickException("Lệnh backup dành cho SQLite; với PostgreSQL hãy dùng pg_dump.")
-    directory.mkdir(parents=True, exist_ok=True)
+    import os
+
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     target = directory / f"chibo-{current_app.config['NODE_ID']}-{stamp}-{secrets.token_hex(2)}.sqlite3"
+    # A backup holds the whole database: readable by this account only, from the moment it exists.
+    os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     with db.connection_context():
         dest = sqlite3.connect(target)
         try:

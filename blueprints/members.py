@@ -35,7 +35,18 @@ from models.members import (
     status_history,
 )
 from models.profile import activity_by_year
-from models.roster import COLUMNS, ImportJob, RosterError, apply_rows, export_xlsx, parse_date, read_table, validate_rows
+from models.roster import (
+    COLUMNS,
+    MAX_UPLOAD_BYTES,
+    ImportJob,
+    RosterError,
+    apply_rows,
+    export_xlsx,
+    parse_date,
+    read_table,
+    validate_rows,
+)
+from models.uploads import UploadError, read_upload
 
 from .access import can_edit_members, get_member_or_404, readable_cells, readable_members
 from .web import htmx
@@ -153,7 +164,7 @@ def _fill(member: Member, form: dict, errors: dict) -> None:
     member.card_number = form["card_number"] or None
     member.birth_year = None
     if form["birth_year"]:
-        if form["birth_year"].isdigit():
+        if form["birth_year"].isascii() and form["birth_year"].isdigit() and len(form["birth_year"]) <= 4:
             member.birth_year = int(form["birth_year"])
         else:
             errors["birth_year"] = "Năm sinh phải là số, ví dụ 1975."
@@ -321,8 +332,8 @@ def roster_import():
             error = "Vui lòng chọn tệp danh sách (.xlsx hoặc .csv)."
         else:
             try:
-                rows = read_table(upload.filename, upload.read())
-            except RosterError as exc:
+                rows = read_table(upload.filename, read_upload(upload, MAX_UPLOAD_BYTES))
+            except (RosterError, UploadError) as exc:
                 error = str(exc)
             else:
                 # Uploaded rosters hold personal data: keep them only as long as a preview needs.

@@ -75,9 +75,21 @@ def _json_body() -> Any:
     if len(raw) > limit:
         raise Refusal(413, "too_large", f"Yêu cầu vượt giới hạn {limit} byte của trung tâm; hãy gửi lô nhỏ hơn.")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise Refusal(400, "bad_json", f"Nội dung yêu cầu không phải JSON hợp lệ: {exc}.") from None
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # Never echo the parser's own words (Python internals) back to the caller.
+        raise Refusal(400, "bad_json", "Nội dung yêu cầu không phải JSON hợp lệ (UTF-8).") from None
+    # Later steps walk the body recursively: refuse deep nesting here, with an iterative walk.
+    stack = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > 32:
+            raise Refusal(400, "bad_json", "Nội dung yêu cầu lồng nhau quá sâu (tối đa 32 cấp).")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return body
 
 
 def _central_only() -> None:
@@ -127,8 +139,9 @@ def pull_view():
             limit = int(request.args.get("limit", setting(config, "SYNC_PULL_LIMIT")))
         except ValueError:
             raise Refusal(400, "bad_request", "cursor và limit phải là số nguyên.") from None
-        if cursor < 0 or limit < 1:
-            raise Refusal(400, "bad_request", "cursor phải ≥ 0 và limit phải ≥ 1.")
+        if not 0 <= cursor < 2 ** 63 or limit < 1:
+            # Beyond 64 bits the database cannot even compare it (it was a 500).
+            raise Refusal(400, "bad_request", "cursor phải từ 0 đến 2^63 − 1 và limit phải ≥ 1.")
         answer = serve_pull(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config)
     except Refusal as refusal:
         return _refuse(refusal)

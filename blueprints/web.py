@@ -1,15 +1,23 @@
 """Web plumbing shared by every blueprint: extensions, security headers, error pages, filters.
 
 Security headers come from this one place: a CSP with no inline script or style, nosniff, a strict
-referrer policy, and HSTS when served over HTTPS. An expired login during an htmx request answers
-with HX-Redirect so the login page never lands inside a fragment.
+referrer policy, and HSTS plus Secure cookies when served over HTTPS (behind a reverse proxy, set
+CHIBO_TRUSTED_PROXIES to the number of proxies so werkzeug's ProxyFix reads their X-Forwarded-*).
+Every dynamic response is `Cache-Control: no-store` (shared tablets: the back button must not show
+the last person's pages); static files are served under `?v=<content hash>` URLs and cached for a
+year. Text responses are gzip-compressed when the browser accepts it. An expired login during an
+htmx request answers with HX-Redirect so the login page never lands inside a fragment.
 """
 from __future__ import annotations
 
 import datetime as dt
+import gzip
+import hashlib
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Flask, jsonify, redirect, render_template, request, url_for
+from flask import Flask, has_request_context, jsonify, redirect, render_template, request, send_from_directory, url_for
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_htmx import HTMX
 from flask_login import LoginManager
@@ -59,6 +67,16 @@ def init_web(app: Flask) -> None:
     login_manager.user_loader(_load_user)
     login_manager.unauthorized_handler(_unauthorized)
 
+    proxies = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
+    if proxies > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_prefix=proxies)
+    app.session_interface = _SessionInterface()
+    app.url_defaults(_static_version)
+    app.add_url_rule("/favicon.ico", "favicon", _favicon)
+    app.after_request(_compress)
+    app.after_request(_cache_headers)
     app.after_request(_security_headers)
     for code in ERROR_TITLES:
         app.register_error_handler(code, _error_page)
@@ -73,7 +91,17 @@ def init_web(app: Flask) -> None:
 
 
 def _load_user(user_id: str):
-    return User.get_or_none((User.id == user_id) & User.deleted_at.is_null())
+    """The logged-in account, only while the cookie's session is still live on this node."""
+    from flask import current_app, session
+
+    from models.users import session_valid
+
+    user = User.get_or_none((User.id == user_id) & User.deleted_at.is_null())
+    hours = float(current_app.config.get("SESSION_ABSOLUTE_HOURS", 12))
+    if user is None or not session_valid(session.get("sid"), user, absolute_hours=hours):
+        session.clear()
+        return None
+    return user
 
 
 def _unauthorized():
@@ -103,6 +131,92 @@ def _security_headers(response):
     response.headers.add("Vary", "HX-Request")
     if request.is_secure:
         response.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        # Served over HTTPS (directly or via a trusted proxy): the session cookie never travels in clear.
+        cookies = response.headers.getlist("Set-Cookie")
+        if cookies:
+            response.headers.remove("Set-Cookie")
+            for cookie in cookies:
+                response.headers.add("Set-Cookie", cookie if "; Secure" in cookie else cookie + "; Secure")
+    return response
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """The signed-cookie session, marked Secure whenever this request came over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or (has_request_context() and request.is_secure)
+
+
+_STATIC_VERSIONS: dict[str, tuple[float, str]] = {}
+
+
+def _static_version(endpoint: str, values: dict) -> None:
+    """url_for('static', …) gets ?v=<content hash>, so a changed file gets a new URL."""
+    if endpoint != "static" or "v" in values or "filename" not in values:
+        return
+    from flask import current_app
+
+    path = Path(current_app.static_folder) / values["filename"]
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        return
+    cached = _STATIC_VERSIONS.get(str(path))
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, hashlib.sha256(path.read_bytes()).hexdigest()[:12])
+        _STATIC_VERSIONS[str(path)] = cached
+    values["v"] = cached[1]
+
+
+def _favicon():
+    """The tab icon browsers ask for at the root."""
+    from flask import current_app
+
+    response = send_from_directory(Path(current_app.static_folder) / "icons", "favicon.ico",
+                                   mimetype="image/vnd.microsoft.icon")
+    response.headers["Cache-Control"] = "public, max-age=86400"
+    return response
+
+
+def _cache_headers(response):
+    """Versioned static files: cached a year. Everything dynamic: never stored (shared tablets)."""
+    if request.endpoint == "static":
+        if request.args.get("v") and response.status_code == 200:
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    elif request.endpoint != "favicon":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+COMPRESSIBLE = {"text/html", "text/css", "text/javascript", "application/javascript", "application/json",
+                "image/svg+xml", "text/plain", "text/csv"}
+_GZIP_CACHE: dict[str, tuple[str, bytes]] = {}
+
+
+def _compress(response):
+    """Gzip text responses when the browser accepts it (a tablet on office Wi-Fi loads 3x less)."""
+    if (response.status_code != 200 or "gzip" not in request.headers.get("Accept-Encoding", "").lower()
+            or response.mimetype not in COMPRESSIBLE or "Content-Encoding" in response.headers
+            or response.is_streamed and not response.direct_passthrough):
+        return response
+    response.direct_passthrough = False
+    data = response.get_data()
+    if len(data) < 500:
+        return response
+    if request.endpoint == "static":
+        # Static files are the same bytes each time: compress each version once.
+        key = request.path
+        digest = hashlib.sha256(data).hexdigest()
+        cached = _GZIP_CACHE.get(key)
+        if cached is None or cached[0] != digest:
+            cached = (digest, gzip.compress(data, 6))
+            _GZIP_CACHE[key] = cached
+        body = cached[1]
+    else:
+        body = gzip.compress(data, 6)
+    response.set_data(body)
+    response.headers["Content-Encoding"] = "gzip"
+    response.vary.add("Accept-Encoding")
     return response
 
 

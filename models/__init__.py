@@ -26,12 +26,12 @@ from .org import Cell, Organisation
 from .roster import ImportJob
 from .rules import RuleSet
 from .sync_state import AppliedBatch, Conflict, DeadLetter
-from .users import LoginAttempt, User
+from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
     ChangeLog, SyncState, HlcState, Node, AppliedBatch, DeadLetter, Conflict,
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
-    MemberStatusChange, Position, AuditEntry, LoginAttempt, ImportJob,
+    MemberStatusChange, Position, AuditEntry, LoginAttempt, KnownAddress, UserSession, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
 ]
 

@@ -223,12 +223,22 @@ class SyncedModel(BaseModel):
     def clean(self) -> None:
         """Check domain rules before a write; raise ValidationError. Subclasses extend."""
 
+    def check_columns(self) -> None:
+        """Every column's declared limits (lengths, NOT NULL, 64-bit ints, finite floats), as central checks them."""
+        from .constraints import column_errors
+
+        errors = column_errors(self)
+        if errors:
+            raise ValidationError(errors)
+
     # -- writes --------------------------------------------------------------------------------
     def save(self, *args, **kwargs):
         """Write the row and append the columns it changed (with their bases) to the outbox, in one transaction."""
         if self._is_new and self.natural_key:
             self.id = natural_id(self)
+        self.check_columns()  # first, so clean() sees values of the column's type
         self.clean()
+        self.check_columns()  # again, for what clean() derived
         with write_transaction():
             scope = self.sync_scope()
             if FIELD_NODE is not None and scope != FIELD_NODE:

@@ -7,18 +7,19 @@ points). Types and computed sources may be written as codes (yes_no) or Vietname
 reads everything first and reports every problem with its row number; only a clean file creates
 records (in one transaction): a new template with a draft v1, or a new draft version of the
 template with the same code. Publishing stays a separate, validated step in the editor.
+The file is read with bounded memory and time (models/uploads.py) and at most `MAX_ITEMS` rows;
+numbers must be finite (a published `inf` once broke every cell's sheet).
 """
 from __future__ import annotations
 
 import io
 import json
-import zipfile
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
-from openpyxl.utils.exceptions import InvalidFileException
 
 from .base import ValidationError, db
 from .checklists import (
@@ -35,6 +36,10 @@ from .checklists import (
     latest_version,
     version_tree,
 )
+from .uploads import UploadError, keep_as_text, open_xlsx, stream_rows
+
+MAX_ITEMS = 500
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 
 ITEMS_SHEET = "tieu_chi"
 SETTINGS_SHEET = "mau"
@@ -102,6 +107,8 @@ def export_version(version: TemplateVersion) -> bytes:
         settings.append([label, values[key]])
     settings.column_dimensions["A"].width = 16
     settings.column_dimensions["B"].width = 70
+    keep_as_text(ws)
+    keep_as_text(settings)
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()
@@ -139,38 +146,47 @@ def _parse_choices(text: Any) -> list[dict[str, Any]]:
         if not part.strip():
             continue
         label, _sep, points = part.partition("|")
-        value = float(points.strip().replace(",", ".")) if points.strip() else 0.0
+        value = _number(points) if points.strip() else 0.0
         choices.append({"value": str(len(choices) + 1), "label": label.strip(), "points": _num(value)})
     return choices
 
 
 def _number(value: Any) -> float:
-    """A cell as a number (a Vietnamese decimal comma accepted); ValueError otherwise."""
+    """A finite cell number (a Vietnamese decimal comma accepted); ValueError otherwise (nan, inf, 1e400)."""
     if isinstance(value, bool):
         raise ValueError
-    if isinstance(value, (int, float)):
-        return float(value)
-    return float(str(value).strip().replace(",", "."))
+    try:
+        number = float(value) if isinstance(value, (int, float)) else float(str(value).strip().replace(",", "."))
+    except OverflowError:
+        raise ValueError from None
+    if not math.isfinite(number) or abs(number) > 1e9:
+        raise ValueError
+    return number
 
 
 def read_workbook(data: bytes) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """Parse the workbook into settings and item rows; return them with every row-level problem."""
     try:
-        wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError):
-        return {}, [], ["Tệp không phải là tệp Excel (.xlsx) hợp lệ."]
+        wb = open_xlsx(data, broken="Tệp không phải là tệp Excel (.xlsx) hợp lệ.")
+        return _read_sheets(wb)
+    except UploadError as exc:
+        return {}, [], [str(exc)]
+
+
+def _read_sheets(wb) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     errors: list[str] = []
     if ITEMS_SHEET not in wb.sheetnames:
         return {}, [], [f"Tệp thiếu trang tính “{ITEMS_SHEET}” (mỗi dòng một tiêu chí)."]
     settings: dict[str, Any] = {}
     if SETTINGS_SHEET in wb.sheetnames:
         by_label = {label.lower(): key for key, label in SETTINGS}
-        for row in wb[SETTINGS_SHEET].iter_rows(values_only=True):
+        for _line, row in stream_rows(wb[SETTINGS_SHEET], 200, "Trang “mau” có quá nhiều dòng."):
             if row and row[0] is not None and _fold(row[0]) in by_label:
                 settings[by_label[_fold(row[0])]] = row[1] if len(row) > 1 else None
     else:
         errors.append(f"Tệp thiếu trang tính “{SETTINGS_SHEET}” (mã, tên, loại, tổng điểm của mẫu).")
-    rows = list(wb[ITEMS_SHEET].iter_rows(values_only=True))
+    too_many = f"Trang “{ITEMS_SHEET}” có quá nhiều dòng: một mẫu có tối đa {MAX_ITEMS} tiêu chí."
+    rows = [values for _line, values in stream_rows(wb[ITEMS_SHEET], 2 * MAX_ITEMS + 1, too_many)]
     if not rows:
         return settings, [], errors + ["Trang tính tiêu chí trống."]
     header = {_fold(v): i for i, v in enumerate(rows[0]) if v is not None}
@@ -303,11 +319,21 @@ def import_workbook(data: bytes) -> ImportResult:
         if latest is not None and latest.status == "draft":
             errors.append(f"Mẫu {template.code} đang có bản nháp (phiên bản {latest.number}); "
                           "hãy ban hành hoặc xóa bản nháp đó trước khi nhập.")
+    if len(items) > MAX_ITEMS:
+        errors.append(f"Một mẫu có tối đa {MAX_ITEMS} tiêu chí; tệp có {len(items)}.")
     if errors:
         return ImportResult(errors=errors)
     total = clean["total_points"]
     if total is None:
         total = sum(i["points"] for i in items)
+    try:
+        return _create(template, clean, items, total)
+    except ValidationError as exc:
+        # A column limit (e.g. a section title too long) found while writing: nothing was kept.
+        return ImportResult(errors=["Tệp có giá trị không lưu được: " + "; ".join(exc.errors.values())])
+
+
+def _create(template, clean, items, total) -> ImportResult:
     with db.atomic():
         if template is None:
             template = ChecklistTemplate.create(code=clean["code"], name=clean["name"], kind=clean["kind"],

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
+import uuid
 from typing import Any
 
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
@@ -439,6 +441,26 @@ def move(rows: list, row_id: str, step: int) -> None:
 
 # -- answers ---------------------------------------------------------------------------------------
 
+_ANSWER_SET_NS = uuid.UUID("5b0c3f0e-7d1a-4c52-9a57-3c1b2f6e8d41")
+
+
+def answer_set_id_for(meeting_id: str, kind: str, role: str) -> str:
+    """The id a meeting's answer set of this kind and role gets: the same wherever it is started.
+
+    Known before the set exists, so opening a sheet (a GET) writes nothing: the page's taps carry
+    this id and the first tap makes the set. Two tablets starting the same sheet make one set.
+    """
+    return str(uuid.uuid5(_ANSWER_SET_NS, f"{meeting_id}/{kind}/{role}"))
+
+
+def pending_answer_set(meeting: Meeting, kind: str, role: str = "self") -> AnswerSet | None:
+    """An unsaved answer set with the newest published version, for showing a sheet not started yet."""
+    version = published_for_kind(kind)
+    if version is None:
+        return None
+    return AnswerSet(id=answer_set_id_for(meeting.id, kind, role), version=version.id, meeting=meeting.id, role=role)
+
+
 def answer_set_for(meeting: Meeting, kind: str, role: str = "self", by: str = "") -> AnswerSet | None:
     """The meeting's answer set for a sheet kind and role; made with the newest published version."""
     existing = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
@@ -449,7 +471,11 @@ def answer_set_for(meeting: Meeting, kind: str, role: str = "self", by: str = ""
     version = published_for_kind(kind)
     if version is None:
         return None
-    return AnswerSet.create(version=version.id, meeting=meeting.id, role=role, answered_by=by)
+    record_id = answer_set_id_for(meeting.id, kind, role)
+    if AnswerSet.get_or_none(AnswerSet.id == record_id) is not None:
+        record_id = None  # a deleted earlier set holds the id: start a new one beside it
+    return AnswerSet.create(**({"id": record_id} if record_id else {}), version=version.id, meeting=meeting.id,
+                            role=role, answered_by=by)
 
 
 def answers_by_code(answer_set: AnswerSet) -> dict[str, Answer]:
@@ -477,7 +503,7 @@ def parse_answer(item: TemplateItem, raw: Any) -> Any:
         if isinstance(raw, bool) and kind == "computed":
             return raw
         try:
-            value = float(str(raw).strip().replace(",", "."))
+            value = finite_number(raw)
         except ValueError:
             raise ValueError("Vui lòng nhập một số.") from None
         if value < 0:
@@ -558,6 +584,20 @@ def choices_to_text(item: TemplateItem) -> str:
     return "\n".join(lines)
 
 
+def finite_number(raw: Any) -> float:
+    """A typed number (decimal comma accepted); ValueError for text, nan, inf, 1e400 or beyond ±10^9.
+
+    One published `inf` once made every cell's sheet fail to render: no such value gets stored.
+    """
+    try:
+        value = float(str(raw).strip().replace(",", "."))
+    except OverflowError:
+        raise ValueError(raw) from None
+    if not math.isfinite(value) or abs(value) > 1e9:
+        raise ValueError(raw)
+    return value
+
+
 def parse_choices(text: str) -> list[dict[str, Any]]:
     """Parse 'Nhãn | điểm' lines into choices (value = line number); ValueError on a bad number."""
     choices = []
@@ -565,7 +605,7 @@ def parse_choices(text: str) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         label, _sep, points = line.partition("|")
-        value = float(points.strip().replace(",", ".")) if points.strip() else 0
+        value = finite_number(points) if points.strip() else 0
         choices.append({"value": str(len(choices) + 1), "label": label.strip(),
                         "points": int(value) if float(value).is_integer() else value})
     return choices
@@ -595,13 +635,13 @@ def apply_item_form(item: TemplateItem, form: dict[str, str]) -> dict[str, str]:
     item.source = (form.get("source") or "").strip()[:200]
     item.computed_source = (form.get("computed_source") or "").strip() if item.type == "computed" else ""
     try:
-        item.points = float((form.get("points") or "0").strip().replace(",", "."))
+        item.points = finite_number(form.get("points") or "0")
     except ValueError:
         errors["points"] = "Điểm phải là một số (ví dụ 5 hoặc 2,5)."
         item.points = 0
     try:
         text = (form.get("min_value") or "").strip()
-        item.min_value = float(text.replace(",", ".")) if text else None
+        item.min_value = finite_number(text) if text else None
     except ValueError:
         errors["min_value"] = "Giá trị tối thiểu phải là một số."
     try:

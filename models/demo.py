@@ -103,7 +103,7 @@ def _account(username, role, full_name, description, cell=None, member=None) -> 
     password = secrets.token_urlsafe(9)
     user = User(username=username, role=role, full_name=full_name,
                 cell=cell.id if cell else None, member=member.id if member else None)
-    user.set_password(password)
+    user.set_password(password, temporary=True)
     user.save()
     return DemoAccount(username, password, role, description)
 

@@ -6,7 +6,10 @@ database and the file itself and returns per-row messages, changing nothing; `ap
 all rows in one transaction and re-checks inside it, so either every member is created or none is.
 `ImportJob` (local, never synced) keeps the validated rows between the preview and the apply.
 `export_xlsx()` returns bytes with the same headers, so an export can be edited and imported back.
-Dates in files are dd/mm/yyyy (Excel date cells are accepted too).
+Dates in files are dd/mm/yyyy (Excel date cells are accepted too). Files are read with bounded
+memory and time (models/uploads.py: size cap, uncompressed-size check, streamed rows, row cap);
+text is NFC-normalised whatever the file's encoding, so a name typed on Windows (cp1258 combining
+accents) and the same name from a phone compare equal.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import csv
 import datetime as dt
 import io
 import json
-import zipfile
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -31,6 +34,7 @@ from .members import (
     fold,
 )
 from .org import Cell
+from .uploads import UploadError, keep_as_text, open_xlsx, stream_rows
 
 # Vietnamese header -> field, in the order the export writes them.
 COLUMNS = [
@@ -46,6 +50,8 @@ COLUMNS = [
 ]
 REQUIRED_HEADERS = ("Họ và tên", "Mã chi bộ")
 MAX_ROWS = 5000
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+_TOO_MANY = f"Tệp có quá nhiều dòng: mỗi lần nhập tối đa {MAX_ROWS} đảng viên. Vui lòng chia nhỏ tệp."
 
 
 class RosterError(ValueError):
@@ -94,7 +100,7 @@ def _cell_text(value: Any) -> str:
         return value.strftime("%d/%m/%Y")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    return unicodedata.normalize("NFC", str(value)).strip()
 
 
 def read_table(filename: str, data: bytes) -> list[dict[str, str]]:
@@ -102,12 +108,17 @@ def read_table(filename: str, data: bytes) -> list[dict[str, str]]:
     name = (filename or "").lower()
     if not data:
         raise RosterError("Tệp rỗng. Vui lòng chọn tệp danh sách đảng viên (.xlsx hoặc .csv).")
-    if name.endswith(".xlsx"):
-        raw_rows = _xlsx_rows(data)
-    elif name.endswith(".csv"):
-        raw_rows = _csv_rows(data)
-    else:
-        raise RosterError("Chỉ nhận tệp .xlsx hoặc .csv.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise RosterError(f"Tệp lớn hơn {MAX_UPLOAD_BYTES // (1024 * 1024)} MB, vượt quá giới hạn cho phép.")
+    try:
+        if name.endswith(".xlsx"):
+            raw_rows = _xlsx_rows(data)
+        elif name.endswith(".csv"):
+            raw_rows = _csv_rows(data)
+        else:
+            raise RosterError("Chỉ nhận tệp .xlsx hoặc .csv.")
+    except UploadError as exc:
+        raise RosterError(str(exc)) from None
     raw_rows = [r for r in raw_rows if any(_cell_text(v) for v in r[1])]
     if not raw_rows:
         raise RosterError("Tệp không có dòng nào.")
@@ -133,22 +144,21 @@ def read_table(filename: str, data: bytes) -> list[dict[str, str]]:
 
 
 def _xlsx_rows(data: bytes) -> list[tuple[int, list]]:
-    from openpyxl import load_workbook
-
+    book = open_xlsx(data)
     try:
-        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError) as exc:
-        raise RosterError("Không đọc được tệp Excel: tệp bị hỏng hoặc không phải định dạng .xlsx.") from exc
-    except Exception as exc:  # openpyxl raises many kinds of errors on garbage input
-        raise RosterError("Không đọc được tệp Excel: tệp bị hỏng hoặc không phải định dạng .xlsx.") from exc
-    try:
-        sheet = book.worksheets[0]
-        return [(i, list(values)) for i, values in enumerate(sheet.iter_rows(values_only=True), start=1)]
+        if not book.worksheets:
+            raise RosterError("Tệp Excel không có trang tính nào.")
+        # Blank lines count too, so a sheet of a million empty rows stops as early as a full one.
+        return list(stream_rows(book.worksheets[0], 2 * MAX_ROWS + 1, _TOO_MANY))
     finally:
         book.close()
 
 
 def _csv_rows(data: bytes) -> list[tuple[int, list]]:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or data[:200].count(b"\x00") > 20:
+        # Excel's "Unicode text" and some tools save UTF-16: say so rather than "not text".
+        raise RosterError("Tệp CSV được lưu theo mã UTF-16. Vui lòng mở tệp và lưu lại dạng "
+                          "“CSV UTF-8 (phân tách bằng dấu phẩy)”, rồi nhập lại.")
     for encoding in ("utf-8-sig", "cp1258"):
         try:
             text = data.decode(encoding)
@@ -162,10 +172,15 @@ def _csv_rows(data: bytes) -> list[tuple[int, list]]:
     first = text.splitlines()[0] if text.strip() else ""
     delimiter = ";" if first.count(";") > first.count(",") else ","
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    rows = []
     try:
-        return [(i, row) for i, row in enumerate(reader, start=1)]
-    except csv.Error as exc:
-        raise RosterError(f"Tệp CSV không hợp lệ: {exc}.") from exc
+        for i, row in enumerate(reader, start=1):
+            if i > 2 * MAX_ROWS + 1:
+                raise RosterError(_TOO_MANY)
+            rows.append((i, row))
+    except csv.Error:
+        raise RosterError("Tệp CSV không hợp lệ (dấu ngoặc kép hoặc dòng bị lỗi).") from None
+    return rows
 
 
 @dataclass
@@ -194,7 +209,7 @@ def validate_rows(rows: list[dict[str, str]], cells: dict[str, Cell], today: dt.
     for row in rows:
         result = RowResult(line=int(row["_line"]), raw={k: v for k, v in row.items() if k != "_line"})
         v, errors = result.values, result.errors
-        v["full_name"] = " ".join(row.get("full_name", "").split())
+        v["full_name"] = unicodedata.normalize("NFC", " ".join(row.get("full_name", "").split()))
         if not v["full_name"]:
             errors.append("Thiếu họ và tên.")
         code = row.get("cell_code", "").strip()
@@ -207,7 +222,7 @@ def validate_rows(rows: list[dict[str, str]], cells: dict[str, Cell], today: dt.
             v["cell_id"] = cell.id
         year = row.get("birth_year", "").strip()
         if year:
-            if not year.isdigit() or not 1900 <= int(year) <= today.year - 16:
+            if not (year.isascii() and year.isdigit() and len(year) <= 4) or not 1900 <= int(year) <= today.year - 16:
                 errors.append(f"Năm sinh “{year}” không hợp lệ (từ 1900 đến {today.year - 16}).")
             else:
                 v["birth_year"] = int(year)
@@ -330,6 +345,7 @@ def export_xlsx(members: Iterable[Member], positions: dict[str, str] | None = No
         ])
     for column, width in zip("ABCDEFGHI", (28, 10, 10, 15, 15, 18, 24, 20, 12)):
         sheet.column_dimensions[column].width = width
+    keep_as_text(sheet)
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()

@@ -3,13 +3,30 @@
 Passwords are argon2id hashes (argon2-cffi); a hash made with older parameters is replaced at the
 next successful login. No account has a default password.
 
+A password set by someone else (demo, `users create`, an admin reset) is a one-time password: its
+stored hash carries the `TEMPORARY_MARK` prefix, which travels with the hash to every node, and its
+holder must choose a new password before doing anything else. New passwords are refused when they
+are on zxcvbn's list of 30,000 common passwords or equal the username; up to 256 characters allowed.
+
 Failed logins are counted in `LoginAttempt`, a local table that never syncs (each node defends
-itself), so a restart does not reset the count. An account or an address with too many failures in
-the window is refused until the window has passed, even with the right password.
+itself), so a restart does not reset the count. An address with too many failures in the window is
+refused until the window has passed. An account with too many failures is refused too, except from
+an address where that account logged in successfully before (`KnownAddress`): a stranger's guesses
+can delay a person only on addresses they never used, never lock the admin out of their own desk.
+
+Sessions are rows of `UserSession` (local, never synced): login makes a fresh random token kept in
+the signed cookie and only its hash here. Logout, a password change or reset, and a deactivation
+delete every row of the account, so a cookie saved earlier is worth nothing; a row also dies after
+an absolute lifetime (12 h) and when the account's password hash changed (a reset made at central
+and synced here ends the sessions this node had).
 """
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
+import secrets
+from functools import lru_cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -29,6 +46,36 @@ ROLES = {
 }
 
 _hasher = PasswordHasher()
+
+# Prefix of a stored hash whose password was chosen by someone else and must be changed at first login.
+TEMPORARY_MARK = "temp:"
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+# Verified when the username is unknown, so a wrong name costs as long as a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@lru_cache(maxsize=1)
+def _common_passwords() -> frozenset[str]:
+    """zxcvbn's ranked list of 30,000 common passwords (a maintained package, loaded once)."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def password_problem(password: str, username: str = "") -> str | None:
+    """Why a new password is refused (a Vietnamese message), or None when it may be used."""
+    password = password or ""
+    if len(password) < PASSWORD_MIN:
+        return f"Mật khẩu phải có ít nhất {PASSWORD_MIN} ký tự."
+    if len(password) > PASSWORD_MAX:
+        return f"Mật khẩu dài tối đa {PASSWORD_MAX} ký tự."
+    folded = password.lower()
+    if username and folded == username.strip().lower():
+        return "Mật khẩu không được trùng với tên đăng nhập."
+    if folded in _common_passwords() or len(set(folded)) <= 2:
+        return "Mật khẩu này quá phổ biến, dễ bị đoán. Vui lòng chọn mật khẩu khác."
+    return None
 
 
 @register
@@ -85,11 +132,17 @@ class User(UserMixin, SyncedModel):
         if errors:
             raise ValidationError(errors)
 
-    def set_password(self, password: str) -> None:
-        """Hash and store a new password (argon2id)."""
-        if len(password or "") < 8:
-            raise ValidationError({"password": "Mật khẩu phải có ít nhất 8 ký tự."})
-        self.password_hash = _hasher.hash(password)
+    def set_password(self, password: str, temporary: bool = False) -> None:
+        """Hash and store a new password (argon2id); a temporary one must be changed at first login."""
+        problem = None if temporary and len(password or "") >= PASSWORD_MIN else password_problem(password, self.username)
+        if problem:
+            raise ValidationError({"password": problem})
+        self.password_hash = (TEMPORARY_MARK if temporary else "") + _hasher.hash(password)
+
+    @property
+    def must_change_password(self) -> bool:
+        """True while the account still has a one-time password set by someone else."""
+        return (self.password_hash or "").startswith(TEMPORARY_MARK)
 
     def check_password(self, password: str, rehash: bool = True) -> bool:
         """Verify a password; rehash (and save) when the stored parameters are outdated and `rehash`.
@@ -97,12 +150,12 @@ class User(UserMixin, SyncedModel):
         A field node passes rehash=False for accounts it does not hold: central would refuse that
         write when the node pushes it.
         """
-        try:
-            _hasher.verify(self.password_hash, password or "")
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        stored = self.password_hash or ""
+        mark = TEMPORARY_MARK if stored.startswith(TEMPORARY_MARK) else ""
+        if not verify_password(stored[len(mark):], password):
             return False
-        if rehash and _hasher.check_needs_rehash(self.password_hash):
-            self.password_hash = _hasher.hash(password)
+        if rehash and _hasher.check_needs_rehash(stored[len(mark):]):
+            self.password_hash = mark + _hasher.hash(password)
             self.save()
         return True
 
@@ -113,6 +166,19 @@ class User(UserMixin, SyncedModel):
     def can_write_cell(self, cell_id: str) -> bool:
         """Admins write every cell; a secretary only theirs; supervisors and members never."""
         return self.role == "admin" or (self.role == "secretary" and self.cell_id == cell_id)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    """Argon2 verification; a missing or broken hash still costs one full verification."""
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, (password or "")[:PASSWORD_MAX * 4]) and bool(stored_hash)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+def burn_password_check(password: str) -> None:
+    """Spend the time of one verification for an unknown username (no account enumeration by timing)."""
+    verify_password(_DUMMY_HASH, password + "\x00")
 
 
 class LoginAttempt(BaseModel):
@@ -135,18 +201,49 @@ LOGIN_MAX_PER_ADDRESS = 20
 def login_blocked(username: str, address: str, *, window_minutes: int = LOGIN_WINDOW_MINUTES,
                   max_per_account: int = LOGIN_MAX_PER_ACCOUNT,
                   max_per_address: int = LOGIN_MAX_PER_ADDRESS) -> int:
-    """Minutes to wait before trying again (0 when a login may be tried now)."""
+    """Minutes to wait before trying again (0 when a login may be tried now).
+
+    The account's limit does not apply at an address the account has logged in from before, so
+    guesses from elsewhere cannot lock its owner out; the address's own limit still applies.
+    """
     since = utcnow() - dt.timedelta(minutes=window_minutes)
     recent = LoginAttempt.select().where(LoginAttempt.at >= since)
     waits = []
-    for query, limit in ((recent.where(LoginAttempt.username == username.lower()), max_per_account),
-                         (recent.where(LoginAttempt.address == address), max_per_address)):
+    checks = [(recent.where(LoginAttempt.address == address), max_per_address)]
+    if not address_known(username, address):
+        checks.append((recent.where(LoginAttempt.username == username.lower()), max_per_account))
+    for query, limit in checks:
         rows = list(query.select(LoginAttempt.at).order_by(LoginAttempt.at.desc()).limit(limit))
         if len(rows) >= limit:
             # Free again when the oldest of the last `limit` failures leaves the window.
             free_at = rows[-1].at + dt.timedelta(minutes=window_minutes)
             waits.append(max(1, int((free_at - utcnow()).total_seconds() // 60) + 1))
     return max(waits, default=0)
+
+
+class KnownAddress(BaseModel):
+    """An address from which an account has logged in successfully. Local to this node: never synced."""
+
+    username = CharField(max_length=60, index=True)
+    address = CharField(max_length=64)
+    at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "known_address"
+        indexes = ((("username", "address"), True),)
+
+
+def remember_address(username: str, address: str) -> None:
+    """Note a successful login's address, so this account's failure count never blocks it there."""
+    KnownAddress.insert(username=(username or "").lower()[:60], address=(address or "")[:64], at=utcnow()) \
+        .on_conflict(conflict_target=[KnownAddress.username, KnownAddress.address],
+                     update={KnownAddress.at: utcnow()}).execute()
+
+
+def address_known(username: str, address: str) -> bool:
+    """True when this account has logged in from this address before."""
+    return KnownAddress.select().where((KnownAddress.username == (username or "").lower())
+                                       & (KnownAddress.address == (address or ""))).exists()
 
 
 def record_failed_login(username: str, address: str) -> None:
@@ -170,3 +267,55 @@ def prune_login_attempts(older_than_days: int = 7) -> int:
 def users_by_role(role: str):
     """Live accounts with a role (query)."""
     return User.live().where(User.role == role).order_by(fn.LOWER(User.username))
+
+
+class UserSession(BaseModel):
+    """One logged-in session: the hash of its cookie token. Local to this node: never synced."""
+
+    id = CharField(primary_key=True, max_length=64)
+    user_id = CharField(max_length=36, index=True)
+    password_fp = CharField(max_length=64)
+    address = CharField(max_length=64, default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "user_session"
+
+
+SESSION_ABSOLUTE_HOURS = 12
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _password_fp(user: User) -> str:
+    # A change of password hash (own change, reset here or synced from central) ends the session.
+    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()
+
+
+def start_session(user: User, address: str = "") -> str:
+    """Open a new session for the account; return the token to keep in the signed cookie."""
+    token = secrets.token_urlsafe(32)
+    UserSession.create(id=_token_hash(token), user_id=user.id, password_fp=_password_fp(user),
+                       address=(address or "")[:64])
+    # Sessions past their lifetime are only pruned here: checks read, they never write.
+    UserSession.delete().where(UserSession.created_at < utcnow() - dt.timedelta(hours=SESSION_ABSOLUTE_HOURS * 2)).execute()
+    return token
+
+
+def session_valid(token: str | None, user: User, absolute_hours: float = SESSION_ABSOLUTE_HOURS) -> bool:
+    """True when `token` is a live session of `user`: not ended, not too old, same password."""
+    if not token or not isinstance(token, str):
+        return False
+    row = UserSession.get_or_none(UserSession.id == _token_hash(token))
+    if row is None or row.user_id != user.id:
+        return False
+    if row.created_at < utcnow() - dt.timedelta(hours=absolute_hours):
+        return False
+    return hmac.compare_digest(row.password_fp, _password_fp(user))
+
+
+def end_sessions(user_id: str) -> int:
+    """End every session of an account (logout, password change or reset, deactivation)."""
+    return UserSession.delete().where(UserSession.user_id == user_id).execute()

@@ -171,6 +171,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         _check_scope(model, current, merged, pusher, record_id)
         check_parent_scope(model, merged, applied, pusher, record_id)  # handover: a parent moved away
     try:
+        merged.check_columns()
         merged.clean()
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None

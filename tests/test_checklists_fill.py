@@ -19,10 +19,11 @@ from models.checklists import (
 from models.meetings import Meeting
 
 
-def item_id(app, answer_set_id, code):
-    """The id of an item of the answer set's version."""
+def item_id(app, answer_set_id, code, kind="thuong_ky"):
+    """The id of an item of the answer set's version (the published one while the sheet is not started)."""
     with app.app_context(), db.connection_context():
-        version_id = AnswerSet.get_by_id(answer_set_id).version_id
+        answer_set = AnswerSet.get_or_none(AnswerSet.id == answer_set_id)
+        version_id = answer_set.version_id if answer_set else published_for_kind(kind).id
         return TemplateItem.get((TemplateItem.version == version_id) & (TemplateItem.code == code)).id
 
 
@@ -64,6 +65,15 @@ def test_member_reads_but_cannot_fill(seeded, app, client, auth):
     auth.logout()
     auth.login("bithu1")
     _html, set_id = open_sheet(client, seeded.meeting.id)
+    # Opening the sheet wrote nothing; the member still sees it unscored until the first tap.
+    auth.logout()
+    auth.login("dangvien1")
+    assert "Phiếu này chưa được chấm." in open_sheet(client, seeded.meeting.id)[0]
+    auth.logout()
+    auth.login("bithu1")
+    auth.token(f"/meetings/{seeded.meeting.id}/sheets/thuong_ky")
+    assert auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'A1')}",
+                          data={"value": "1"}).status_code == 200
     auth.logout()
     auth.login("dangvien1")
     html, _ = open_sheet(client, seeded.meeting.id)
@@ -121,6 +131,7 @@ def test_old_meeting_keeps_its_version_after_a_new_one_is_published(seeded, app,
     assert "Thông tin thời sự; phổ biến, quán triệt văn bản cấp trên" in after
     fresh, new_set = open_sheet(client, seeded.meeting.id)
     assert "phiên bản 2" in fresh and "Chỉ thị 50-CT/TW" in fresh
+    auth.htmx_post(f"/answer-sets/{new_set}/items/{item_id(app, new_set, 'A1')}", data={"value": "1"})
     with app.app_context(), db.connection_context():
         assert AnswerSet.get_by_id(new_set).version_id == draft.id
 

@@ -56,6 +56,13 @@ def sheet(server, session, meeting_id):
     return html, re.search(r"/answer-sets/([0-9a-f-]{36})/items/", html).group(1)
 
 
+def published_item(node, code):
+    """The id of an item of the published regular-meeting sheet on a node."""
+    return query(node, "SELECT i.id FROM template_item i JOIN template_version v ON v.id = i.version_id "
+                       "JOIN checklist_template t ON t.id = v.template_id "
+                       "WHERE v.status='published' AND t.kind='thuong_ky' AND i.code=?", code)[0][0]
+
+
 def test_published_version_reaches_the_field_node_and_old_meetings_keep_theirs(nodes):
     """The whole life of a sheet version across central and a field office."""
     central, central_server, field, field_server, ids = nodes
@@ -70,8 +77,9 @@ def test_published_version_reaches_the_field_node_and_old_meetings_keep_theirs(n
     old = new_meeting(field_server, session, csrf, ids["cb02"], "2025-03-06")
     html, old_set = sheet(field_server, session, old)
     assert "phiên bản 1" in html
-    a1 = query(field, "SELECT i.id FROM template_item i JOIN answer_set s ON s.version_id = i.version_id "
-                      "WHERE s.id=? AND i.code='A1'", old_set)[0][0]
+    # Opening the sheet wrote nothing (a GET never writes): the first tap makes the answer set.
+    assert query(field, "SELECT COUNT(*) FROM answer_set WHERE id=?", old_set) == [(0,)]
+    a1 = published_item(field, "A1")
     response = session.post(f"{field_server.url}/answer-sets/{old_set}/items/{a1}", data={"value": "1"},
                             headers={"HX-Request": "true", "X-CSRFToken": csrf}, timeout=10)
     assert response.status_code == 200 and 'data-testid="score-total">3/100' in response.text
@@ -100,6 +108,9 @@ def test_published_version_reaches_the_field_node_and_old_meetings_keep_theirs(n
     fresh = new_meeting(field_server, session, csrf, ids["cb02"], "2026-01-05")
     html, new_set = sheet(field_server, session, fresh)
     assert "phiên bản 2" in html and "Quán triệt Chỉ thị 50-CT/TW" in html
+    started = session.post(f"{field_server.url}/answer-sets/{new_set}/items/{published_item(field, 'A1')}",
+                           data={"value": "1"}, headers={"HX-Request": "true", "X-CSRFToken": csrf}, timeout=10)
+    assert started.status_code == 200
     html, again = sheet(field_server, session, old)
     assert again == old_set and "phiên bản 1" in html and "3/100" in html
     assert "Thông tin thời sự; phổ biến, quán triệt văn bản cấp trên" in html

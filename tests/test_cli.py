@@ -18,14 +18,14 @@ def test_db_up_is_idempotent(runner):
 
 
 def test_users_create_asks_for_a_password(runner, app):
-    """An account is created with the typed password, hashed with argon2id."""
+    """An account is created with the typed password, hashed with argon2id, to be changed at first login."""
     result = runner.invoke(args=["users", "create", "vanphong", "--role", "admin"],
                            input="mat-khau-dai-1\nmat-khau-dai-1\n")
     assert result.exit_code == 0, result.output
     with app.app_context(), db.connection_context():
         user = User.get(User.username == "vanphong")
-        assert user.password_hash.startswith("$argon2id$")
-        assert user.check_password("mat-khau-dai-1")
+        assert user.password_hash.startswith("temp:$argon2id$")
+        assert user.check_password("mat-khau-dai-1") and user.must_change_password
 
 
 def test_secretary_needs_a_known_cell(runner):
