@@ -15,6 +15,8 @@ from .checklists import Answer, AnswerSet, ChecklistTemplate, TemplateItem, Temp
 from .clock import clock
 from .audit import AuditEntry
 from .meetings import Attendance, Meeting
+from .meeting_record import Contribution, MeetingGuest, Task, TaskReview, Vote
+from .minutes import MinutesRevision
 from .members import Member, MemberStatusChange, Position
 from .nodes import Node
 from .org import Cell, Organisation
@@ -28,6 +30,7 @@ ALL_MODELS = [
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
     MemberStatusChange, Position, AuditEntry, LoginAttempt, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
+    MeetingGuest, Contribution, Vote, Task, TaskReview, MinutesRevision,
 ]
 
 SQLITE_PRAGMAS = {
@@ -62,7 +65,7 @@ def init_db(url: str):
 
 
 __all__ = [
-    "ALL_MODELS", "Answer", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "AuditEntry", "Cell", "LoginAttempt",
+    "ALL_MODELS", "Answer", "Contribution", "MeetingGuest", "MinutesRevision", "Task", "TaskReview", "Vote", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "AuditEntry", "Cell", "LoginAttempt",
     "MemberStatusChange", "Position", "ChangeLog", "Meeting", "Member", "Node",
     "Organisation", "RuleSet", "SyncState", "SyncedModel", "User", "ValidationError", "clock", "db",
     "init_db", "make_database",

@@ -192,17 +192,15 @@ def score_sheet(items: Iterable[Any], answers: dict[str, AnswerValue], computed:
 
 def computed_values(meeting) -> dict[str, Any]:
     """The facts a meeting's record gives for computed items (None where the data is not kept yet)."""
-    from .meetings import attendance_summary
+    from .meeting_record import contribution_summary
+    from .meetings import attendance_summary, duration_minutes
     from .org import Cell
 
     summary = attendance_summary(meeting)
-    duration = None
-    if meeting.starts_at and meeting.ends_at:
-        start = dt.datetime.combine(meeting.held_on, meeting.starts_at)
-        end = dt.datetime.combine(meeting.held_on, meeting.ends_at)
-        duration = (end - start).total_seconds() / 60
+    duration = duration_minutes(meeting)
     cell = Cell.get_by_id(meeting.cell_id)
     marked = summary.present + summary.excused + summary.unexcused
+    speak = contribution_summary(meeting)
     return {
         "attendance_rate": summary.rate_pct if marked else None,
         "present_count": summary.present if marked else None,
@@ -210,9 +208,10 @@ def computed_values(meeting) -> dict[str, Any]:
         "duration_minutes": duration,
         "on_schedule": meeting.held_on.day == cell.meeting_day,
         "combined": meeting.kind == "combined",
-        # Contributions are recorded by another screen; until then these are typed by hand.
-        "speakers": None,
-        "self_criticism_count": None,
+        # From the contributions tapped during the meeting; with none recorded (a meeting kept on
+        # paper) they stay open to be typed by hand.
+        "speakers": speak.share_pct if speak.total else None,
+        "self_criticism_count": speak.self_criticism if speak.total else None,
     }
 
 

@@ -5,14 +5,37 @@ edit an applied one. The applied version is kept in `SyncState` under `schema_ve
 """
 from __future__ import annotations
 
-from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 from peewee import PostgresqlDatabase
 
 from ..base import ChangeLog, SyncState, db
 from ..clock import clock
 
+
+
+def add_missing_columns(migrator, model, names) -> None:
+    """Add the model's fields `names` that its table lacks (a fresh database already has them)."""
+    table = model._meta.table_name
+    have = {c.name for c in db.get_columns(table)}
+    for name in names:
+        field = model._meta.fields[name]
+        if field.column_name not in have:
+            migrate(migrator.add_column(table, field.column_name, field))
+
+
+def _meeting_hold(migrator) -> None:
+    """Version 2: what happened at a meeting (times, place, chair, secretary, conclusion, moves),
+    late arrival / early leave on the roll call."""
+    from ..meetings import Attendance, Meeting
+
+    add_missing_columns(migrator, Meeting, ("place", "started_at", "ended_at", "chair", "secretary",
+                                            "conclusion_kind", "conclusion", "moved_from", "move_reason",
+                                            "lessons"))
+    add_missing_columns(migrator, Attendance, ("arrived_late", "left_early"))
+
+
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = []
+STEPS: list = [_meeting_hold]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 
