@@ -472,7 +472,8 @@ def sheet_view(meeting_id: str, kind: str):
     role = request.args.get("role", "self")
     if role not in ANSWER_ROLES:
         abort(404)
-    writable = may_fill(meeting, role)
+    # Scoring opens on the meeting day; the preparation sheet is filled before it.
+    writable = may_fill(meeting, role) and (kind == "chuan_bi" or meeting.held_on <= dt.date.today())
     answer_set = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
                   .where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == role)
                          & (ChecklistTemplate.kind == kind)).first())
@@ -497,11 +498,13 @@ def answer_set_item(answer_set_id: str, item_id: str):
         toggle = request.form["toggle"]
         raw = [v for v in chosen if v != toggle] if toggle in chosen else chosen + [toggle]
     error = ""
+    meeting = Meeting.get_by_id(answer_set.meeting_id)
     try:
+        if answer_set.version.template.kind != "chuan_bi" and meeting.held_on > dt.date.today():
+            raise ValidationError({"value": f"Chưa đến ngày sinh hoạt ({meeting.held_on:%d/%m/%Y}): phiếu chấm điểm mở từ ngày đó."})
         set_answer(answer_set, item, raw, na=na)
     except ValidationError as exc:
         error = " ".join(exc.errors.values())
-    meeting = Meeting.get_by_id(answer_set.meeting_id)
     if not htmx:
         return redirect(url_for("sheets.sheet_view", meeting_id=meeting.id,
                                 kind=answer_set.version.template.kind, role=answer_set.role), 303)

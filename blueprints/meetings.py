@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 
 from models import Meeting, ValidationError
@@ -70,6 +70,7 @@ from models.minutes import (
     open_revision,
     revisions_of,
 )
+from models.planning import Orientation, day_warning, move_meeting, orientation_for, plan_year
 from models.rules import RuleSet
 
 from .access import get_cell_or_404, get_meeting_or_404, held_here
@@ -119,6 +120,7 @@ def hold_context(meeting: Meeting, errors: dict | None = None, form=None, select
         form=form or {}, selected=selected, key=new_id(), kinds=MEETING_KINDS, statuses=MEETING_STATUSES,
         contribution_kinds=CONTRIBUTION_KINDS, guest_kinds=GUEST_KINDS, outcomes=TASK_OUTCOMES,
         conclusion_kinds=CONCLUSION_KINDS, badges=STATUS_BADGES,
+        orientations=orientation_for(meeting.cell, meeting.held_on),
     )
 
 
@@ -199,6 +201,8 @@ def meeting_view(meeting_id: str):
         summary=attendance_summary(meeting, roll, marks), kinds=MEETING_KINDS, statuses=MEETING_STATUSES,
         labels=ATTENDANCE_STATUSES, reasons=COMMON_REASONS, mode=mode if mode in ("late", "early") else "",
         can_write=may_write(meeting), not_yet=meeting.held_on > dt.date.today(),
+        orientations=orientation_for(meeting.cell, meeting.held_on), day_warning=day_warning(meeting.held_on),
+        errors={}, form={},
     )
 
 
@@ -411,7 +415,7 @@ def minutes_context(meeting: Meeting, errors: dict | None = None) -> dict:
                 revisions=revisions, shown=shown, revision=current_revision(meeting),
                 missing=minutes_status(meeting, None), steps=MINUTES_STEPS, errors=errors or {},
                 can_write=current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell),
-                kinds=MEETING_KINDS, statuses=MEETING_STATUSES)
+                kinds=MEETING_KINDS, statuses=MEETING_STATUSES, orientations=[])
 
 
 @bp.route("/meetings/<meeting_id>/minutes")
@@ -462,3 +466,67 @@ def minutes_advance(meeting_id: str, step: str):
 def minutes_revise(meeting_id: str):
     """Reopen signed minutes for a change, with the reason."""
     return _minutes_answer(meeting_id, lambda m: open_revision(m, request.form.get("reason", "")))
+
+
+# -- planning: the year's regular meetings, moving a date, central's monthly orientation ----------
+
+@bp.route("/cells/<cell_id>/plan", methods=("POST",))
+@login_required
+def plan_year_view(cell_id: str):
+    """Make the year's regular meetings on the cell's fixed day (months that have one are skipped)."""
+    cell = get_cell_or_404(cell_id, write=True)
+    if not held_here(cell):
+        abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
+    year = request.form.get("year", type=int) or dt.date.today().year
+    if not 2000 <= year <= 2100:
+        abort(400)
+    made = plan_year(cell, year)
+    flash(f"Đã lập {len(made)} buổi sinh hoạt thường kỳ năm {year}." if made
+          else f"Năm {year} đã đủ buổi sinh hoạt thường kỳ hằng tháng.", "info")
+    return redirect(url_for("cells.cell_view", cell_id=cell.id, year=year) + "#meetings", 303)
+
+
+@bp.route("/meetings/<meeting_id>/move", methods=("POST",))
+@login_required
+def meeting_move(meeting_id: str):
+    """Move a planned meeting to another date, with the reason."""
+    meeting = get_meeting_or_404(meeting_id, write=True)
+    errors = {}
+    try:
+        new_day = parse_vn_date(request.form.get("held_on", ""))
+        move_meeting(meeting, new_day, request.form.get("move_reason", ""))
+    except (ValueError, TypeError):
+        errors = {"held_on": "Ngày sinh hoạt không hợp lệ (dd/mm/yyyy)."}
+    except ValidationError as exc:
+        errors = exc.errors
+    if errors:
+        meeting = Meeting.get_by_id(meeting.id)
+        return render_template("meetings/_move.html", meeting=meeting, errors=errors, form=request.form,
+                               can_write=True), 422
+    target = url_for("meetings.meeting_view", meeting_id=meeting.id)
+    return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
+
+
+@bp.route("/orientations", methods=("GET", "POST"))
+@login_required
+def orientation_index():
+    """Central's monthly orientation for the cells' meetings: the list, and a form for central's admin."""
+    can_edit = current_user.role == "admin" and current_app.config["ROLE"] == "central"
+    form, errors = {}, {}
+    today = dt.date.today()
+    if request.method == "POST":
+        if not can_edit:
+            abort(403, "Định hướng nội dung chỉ được viết tại trung tâm.")
+        form = request.form
+        item = Orientation(year=request.form.get("year", type=int), month=request.form.get("month", type=int),
+                           text=(form.get("text") or "").strip(), source=(form.get("source") or "").strip()[:200],
+                           organisation=form.get("organisation") or None)
+        try:
+            item.save()
+            target = url_for("meetings.orientation_index")
+            return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
+        except ValidationError as exc:
+            errors = exc.errors
+    items = list(Orientation.live().order_by(Orientation.year.desc(), Orientation.month.desc(), Orientation.created_at))
+    return render_template("meetings/orientations.html", items=items, form=form, errors=errors, can_edit=can_edit,
+                           today=today), (422 if errors else 200)
