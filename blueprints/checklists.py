@@ -162,7 +162,9 @@ def template_new():
                 with db.atomic():
                     template.save()
                     draft = new_draft(template, total_points=total)
-                return redirect(url_for("checklists.version_view", version_id=draft.id), 303)
+                target = url_for("checklists.version_view", version_id=draft.id)
+                # htmx follows a 303 and would draw the next page inside the form: navigate instead.
+                return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
             except ValidationError as exc:
                 errors.update(exc.errors)
     return form_response("checklists/_template_form.html", "checklists/new.html", 422 if errors else 200,
@@ -435,7 +437,7 @@ def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
 
 def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -> dict:
     """What the answer sheet needs: the version's tree, answers, score, and the other role's score."""
-    from models.scoring import score_answer_set
+    from models.scoring import answers_with_prefill, score_answer_set
 
     context = dict(meeting=meeting, answer_set=answer_set, kind=kind, role=role, kinds=TEMPLATE_KINDS,
                    roles=ANSWER_ROLES, computed_sources=COMPUTED_SOURCES, other=None, other_score=None)
@@ -447,7 +449,7 @@ def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -
     other = (AnswerSet.live().where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == other_role)
                                     & (AnswerSet.version == version.id)).first())
     context.update(version=version, template=version.template, tree=version_tree(version),
-                   answers=answers_by_code(answer_set), score=score,
+                   answers=answers_with_prefill(answer_set), score=score,
                    results={r.code: r for r in score.items}, other=other,
                    other_score=score_answer_set(other) if other else None)
     if context["other_score"]:

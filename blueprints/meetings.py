@@ -81,12 +81,14 @@ bp = Blueprint("meetings", __name__)
 # Section -> (fragment, page endpoint): a saved control answers its section, a plain post its page.
 SECTIONS = {
     "clock": ("meetings/_clock.html", "meetings.meeting_hold"),
-    "roles": ("meetings/_roles.html", "meetings.meeting_hold"),
+    # Fields edited in place answer only a status line: redrawing them would undo what the
+    # secretary is still typing or choosing while the save is on its way.
+    "roles": ("meetings/_saved.html", "meetings.meeting_hold"),
     "guests": ("meetings/_guests.html", "meetings.meeting_hold"),
     "speak": ("meetings/_speak.html", "meetings.meeting_hold"),
     "review": ("meetings/_review.html", "meetings.meeting_conclusion"),
     "votes": ("meetings/_votes.html", "meetings.meeting_conclusion"),
-    "conclusion": ("meetings/_conclusion.html", "meetings.meeting_conclusion"),
+    "conclusion": ("meetings/_saved.html", "meetings.meeting_conclusion"),
     "tasks": ("meetings/_tasks.html", "meetings.meeting_conclusion"),
     "minutes": ("meetings/_minutes_steps.html", "meetings.meeting_minutes"),
 }
