@@ -3,11 +3,12 @@ of history (a regular meeting every month and a thematic one every quarter, each
 contributions, a vote and tasks), through the Flask test client on a real SQLite file.
 
 Prints p50 and p95 per page over N requests (target p50 < 20 ms, p95 < 50 ms).
-Usage: python bench/pages.py [requests-per-page]
+Usage: python bench/pages.py [requests-per-page]   (CHIBO_BENCH_DB=path keeps and reuses the database)
 """
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import re
 import statistics
@@ -29,7 +30,7 @@ def build(years: int = 10, members: int = 40) -> tuple[str, str]:
     """Make the cell and its history; return (cell id, id of this month's meeting, held and ended)."""
     rng = random.Random(7)
     o = Organisation.create(name="Đảng bộ Cục Quản lý thị trường")
-    cell = Cell.create(organisation=o.id, code="B01", name="Chi bộ Đội QLTT số 1", meeting_day=6)
+    cell = Cell.create(organisation=o.id, code="B01", name="Chi bộ Đội QLTT số 1", meeting_day=1)
     roll = [Member.create(cell=cell.id, full_name=f"Đảng viên {i:02d} Nguyễn Văn", status="probationary" if i % 13 == 0 else "full")
             for i in range(members)]
     user = User(username="bithu", role="secretary", full_name="Bí thư", cell=cell.id)
@@ -39,7 +40,7 @@ def build(years: int = 10, members: int = 40) -> tuple[str, str]:
     current = None
     for year in range(today.year - years, today.year + 1):
         for month in range(1, 13):
-            day = dt.date(year, month, 6)
+            day = dt.date(year, month, 1)
             if day > today:
                 break
             kinds = [("regular", day)] + ([("thematic", dt.date(year, month, 20))] if month % 3 == 0 and dt.date(year, month, 20) <= today else [])
@@ -80,13 +81,17 @@ def timed(client, path: str, headers: dict, n: int) -> tuple[float, float]:
 
 def main(n: int = 100) -> None:
     """Build the history, log in as the secretary and time each page."""
-    tmp = Path(tempfile.mkdtemp())
-    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": f"sqlite:///{tmp / 'bench.sqlite3'}",
-                      "SEED_REFERENCE_DATA": True})
+    path = Path(os.environ.get("CHIBO_BENCH_DB") or Path(tempfile.mkdtemp()) / "bench.sqlite3")
+    reuse = path.exists()
+    app = create_app({"SECRET_KEY": "bench", "DATABASE_URL": f"sqlite:///{path}", "SEED_REFERENCE_DATA": True})
     started = time.perf_counter()
     with app.app_context(), db.connection_context():
-        seed_checklists()
-        cell_id, meeting_id = build()
+        if reuse:
+            cell_id = Cell.get(Cell.code == "B01").id
+            meeting_id = Meeting.get((Meeting.cell == cell_id) & (Meeting.status == "ended")).id
+        else:
+            seed_checklists()
+            cell_id, meeting_id = build()
         count = Meeting.select().count()
     print(f"dữ liệu: 40 đảng viên, {count} buổi sinh hoạt trong 10 năm (tạo trong {time.perf_counter() - started:.0f} s)")
     client = app.test_client()

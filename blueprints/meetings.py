@@ -37,6 +37,7 @@ from models.meeting_record import (
     remove_record,
     review_task,
     set_conclusion,
+    set_model,
     set_contribution_summary,
     set_roles,
     set_times,
@@ -86,6 +87,7 @@ SECTIONS = {
     "roles": ("meetings/_saved.html", "meetings.meeting_hold"),
     "guests": ("meetings/_guests.html", "meetings.meeting_hold"),
     "speak": ("meetings/_speak.html", "meetings.meeting_hold"),
+    "model": ("meetings/_saved.html", "meetings.meeting_hold"),
     "review": ("meetings/_review.html", "meetings.meeting_conclusion"),
     "votes": ("meetings/_votes.html", "meetings.meeting_conclusion"),
     "conclusion": ("meetings/_saved.html", "meetings.meeting_conclusion"),
@@ -105,42 +107,54 @@ def may_write(meeting: Meeting) -> bool:
             and not meeting.locked)
 
 
-def hold_context(meeting: Meeting, errors: dict | None = None, form=None, selected: str = "") -> dict:
-    """Everything the meeting's screens show, computed once per request."""
+HOLD_PAGE_SECTIONS = ("clock", "roles", "guests", "speak", "model")
+
+
+def hold_context(meeting: Meeting, errors: dict | None = None, form=None, selected: str = "",
+                 page: str = "hold") -> dict:
+    """What one of the meeting's screens shows: "hold" (Diễn biến) or "conclusion" (Kết luận)."""
     roll = roll_for_cell(meeting.cell_id)
     marks = attendance_by_member(meeting)
-    rows = contributions_of(meeting)
-    rules = RuleSet.get_or_none(RuleSet.id == meeting.rule_set_id) if meeting.rule_set_id else None
-    votes = votes_of(meeting)
     present = [m for m in roll if marks.get(m.id) is not None and marks[m.id].status == "present"]
-    return dict(
+    context = dict(
         meeting=meeting, cell=meeting.cell, roll=roll, marks=marks, present=present,
-        contributions=rows, speak=contribution_summary(meeting, rows, marks), guests=guests_of(meeting),
-        superior=superior_people(), votes=votes, vote_results={v.id: vote_passes(v, rules) for v in votes},
-        eligible=eligible_voters(meeting), tasks=tasks_of(meeting), earlier=open_earlier_tasks(meeting),
         names={m.id: m.full_name for m in roll}, can_write=may_write(meeting), errors=errors or {},
         form=form or {}, selected=selected, key=new_id(), kinds=MEETING_KINDS, statuses=MEETING_STATUSES,
         contribution_kinds=CONTRIBUTION_KINDS, guest_kinds=GUEST_KINDS, outcomes=TASK_OUTCOMES,
         conclusion_kinds=CONCLUSION_KINDS, badges=STATUS_BADGES,
         orientations=orientation_for(meeting.cell, meeting.held_on),
     )
+    if page == "hold":
+        rows = contributions_of(meeting)
+        context.update(contributions=rows, speak=contribution_summary(meeting, rows, marks),
+                       guests=guests_of(meeting), superior=superior_people())
+    else:
+        rules = RuleSet.get_or_none(RuleSet.id == meeting.rule_set_id) if meeting.rule_set_id else None
+        votes = votes_of(meeting)
+        context.update(votes=votes, vote_results={v.id: vote_passes(v, rules) for v in votes},
+                       eligible=eligible_voters(meeting, marks), tasks=tasks_of(meeting),
+                       earlier=open_earlier_tasks(meeting))
+    return context
 
 
 def act(meeting_id: str, section: str, action):
     """Run one save on a meeting and answer its section (422 with the message when refused)."""
     meeting = get_meeting_or_404(meeting_id, write=True)
     fragment, page = SECTIONS[section]
+    which = "hold" if section in HOLD_PAGE_SECTIONS else "conclusion"
     try:
         action(meeting)
     except ValidationError as exc:
+        context = hold_context(meeting, exc.errors, request.form, page=which)
         if not htmx:
-            return render_template(page.replace("meetings.meeting_", "meetings/") + ".html",
-                                   **hold_context(meeting, exc.errors, request.form)), 422
-        return render_template(fragment, **hold_context(meeting, exc.errors, request.form)), 422
+            return render_template(f"meetings/{which}.html", **context), 422
+        return render_template(fragment, **context), 422
     if not htmx:
         return redirect(url_for(page, meeting_id=meeting.id), 303)
+    if fragment == "meetings/_saved.html":
+        return render_template(fragment, errors={})
     meeting = Meeting.get_by_id(meeting.id)
-    return render_template(fragment, **hold_context(meeting))
+    return render_template(fragment, **hold_context(meeting, page=which))
 
 
 # -- planning --------------------------------------------------------------------------------------
@@ -303,6 +317,20 @@ def meeting_roles(meeting_id: str):
                                                         request.form.get("place", "")))
 
 
+@bp.route("/meetings/<meeting_id>/model", methods=("POST",))
+@login_required
+def meeting_model(meeting_id: str):
+    """Mark a model (demonstration) meeting; write its lessons learned (also after signing)."""
+    meeting = get_meeting_or_404(meeting_id, write=True)
+    try:
+        set_model(meeting, request.form.get("is_model") == "1", request.form.get("lessons", ""))
+    except ValidationError as exc:
+        return render_template("meetings/_saved.html", errors=exc.errors), 422
+    if not htmx:
+        return redirect(url_for("meetings.meeting_hold", meeting_id=meeting.id), 303)
+    return render_template("meetings/_saved.html", errors={})
+
+
 @bp.route("/meetings/<meeting_id>/guests", methods=("POST",))
 @login_required
 def guest_add(meeting_id: str):
@@ -350,7 +378,7 @@ def contribution_delete(meeting_id: str, contribution_id: str):
 def meeting_conclusion(meeting_id: str):
     """Kết luận: last meeting's tasks, votes, the resolution and the new tasks."""
     meeting = get_meeting_or_404(meeting_id)
-    return render_template("meetings/conclusion.html", **hold_context(meeting))
+    return render_template("meetings/conclusion.html", **hold_context(meeting, page="conclusion"))
 
 
 @bp.route("/meetings/<meeting_id>/reviews/<task_id>", methods=("POST",))

@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from peewee import CharField, DateField, ForeignKeyField, IntegerField, TextField
+from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField, TextField
 
 from .base import SyncedModel, ValidationError, db, register
 from .meetings import (
@@ -172,9 +172,10 @@ def is_voter(member: Member) -> bool:
     return member.status == "full" or (member.status == "temp_here" and member.full_member_on is not None)
 
 
-def eligible_voters(meeting: Meeting) -> int:
+def eligible_voters(meeting: Meeting, marks: dict | None = None) -> int:
     """Full members present at the meeting."""
-    present = [a.member_id for a in attendance_by_member(meeting).values() if a.status == "present"]
+    marks = marks if marks is not None else attendance_by_member(meeting)
+    present = [a.member_id for a in marks.values() if a.status == "present"]
     if not present:
         return 0
     return sum(1 for m in Member.select().where(Member.id.in_(present)) if is_voter(m))
@@ -242,28 +243,25 @@ def guests_of(meeting: Meeting) -> list[MeetingGuest]:
 
 def tasks_of(meeting: Meeting) -> list[Task]:
     """The tasks this meeting assigned."""
-    return list(Task.live().where(Task.meeting == meeting.id).order_by(Task.created_at, Task.id))
+    return list(Task.live().join(Member, JOIN.LEFT_OUTER, on=(Task.assignee == Member.id))
+                .where(Task.meeting == meeting.id).select(Task, Member).order_by(Task.created_at, Task.id))
 
 
 def open_earlier_tasks(meeting: Meeting) -> list[tuple[Task, TaskReview | None]]:
-    """Tasks from the cell's earlier meetings that are still open, or were reviewed at this one."""
-    earlier = (Task.live().join(Meeting, on=(Task.meeting == Meeting.id))
-               .where((Meeting.cell == meeting.cell_id) & (Meeting.held_on < meeting.held_on)
-                      & Meeting.deleted_at.is_null())
-               .order_by(Meeting.held_on, Task.created_at))
-    tasks = list(earlier)
+    """The previous meeting's tasks (carried-over ones included), each with its review at this one."""
+    previous = (Meeting.live().where((Meeting.cell == meeting.cell_id) & (Meeting.held_on < meeting.held_on))
+                .order_by(Meeting.held_on.desc()).first())
+    if previous is None:
+        return []
+    tasks = list(Task.live().join(Member, JOIN.LEFT_OUTER, on=(Task.assignee == Member.id))
+                 .switch(Task).join(Meeting, on=(Task.meeting == Meeting.id))
+                 .where(Task.meeting == previous.id).select(Task, Member, Meeting)
+                 .order_by(Task.created_at, Task.id))
     if not tasks:
         return []
-    reviews: dict[str, list[TaskReview]] = {}
-    for review in TaskReview.live().where(TaskReview.task.in_([t.id for t in tasks])):
-        reviews.setdefault(review.task_id, []).append(review)
-    out = []
-    for task in tasks:
-        mine = next((r for r in reviews.get(task.id, []) if r.meeting_id == meeting.id), None)
-        elsewhere = [r for r in reviews.get(task.id, []) if r.meeting_id != meeting.id]
-        if mine is not None or not elsewhere:
-            out.append((task, mine))
-    return out
+    reviews = {r.task_id: r for r in TaskReview.live().where(
+        (TaskReview.meeting == meeting.id) & TaskReview.task.in_([t.id for t in tasks]))}
+    return [(task, reviews.get(task.id)) for task in tasks]
 
 
 def superior_people() -> list[tuple[str, str]]:
@@ -366,6 +364,17 @@ def set_roles(meeting: Meeting, chair_id: str, secretary_id: str, place: str) ->
     meeting.chair = chair_id or None
     meeting.secretary = secretary_id or None
     meeting.place = (place or "").strip()
+    meeting.save()
+    return meeting
+
+
+def set_model(meeting: Meeting, is_model: bool, lessons: str) -> Meeting:
+    """A model (demonstration) meeting and its lessons learned; the lessons may be written after the
+    meeting is signed (they are the debrief, not part of the minutes), the flag may not."""
+    if bool(is_model) != bool(meeting.is_model):
+        ensure_open(meeting)
+    meeting.is_model = bool(is_model)
+    meeting.lessons = (lessons or "").strip()
     meeting.save()
     return meeting
 

@@ -199,7 +199,6 @@ def minutes_data(meeting: Meeting) -> dict[str, Any]:
         "votes": votes,
         "tasks": [{"text": t.text, "assignee": member_name(t.assignee_id) if t.assignee_id else "",
                    "due": t.due_on.strftime("%d/%m/%Y") if t.due_on else ""} for t in tasks_of(meeting)],
-        "lessons": meeting.lessons if meeting.is_model else "",
     }
 
 
@@ -380,8 +379,6 @@ def minutes_sections(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
         (f"IV. {data['conclusion_kind'].upper()}", conclusion + votes),
         ("V. NHIỆM VỤ, PHÂN CÔNG THỰC HIỆN", tasks),
     ]
-    if data.get("lessons"):
-        sections.append(("RÚT KINH NGHIỆM (SINH HOẠT CHI BỘ MẪU)", [data["lessons"]]))
     sections.append(("VI. KẾT THÚC", [
         f"Buổi sinh hoạt kết thúc vào lúc {data['ended']} cùng ngày. Biên bản đã được đọc lại cho chi bộ "
         "nghe và được chi bộ thông qua."]))

@@ -241,3 +241,27 @@ def test_contribution_summary_feeds_scoring(secretary):
         s = contribution_summary(m)
     assert (s.speakers, s.present, s.total, s.self_criticism) == (2, 4, 3, 2)
     assert facts["speakers"] == 50.0 and facts["self_criticism_count"] == 2
+
+
+def test_model_meeting_lessons_after_signing(client, auth, secretary):
+    """A model meeting: the flag is set while open; lessons may still be written after signing."""
+    assert _post(auth, secretary, "model", is_model="1", lessons="").status_code == 200
+    with db.connection_context():
+        m = Meeting.get_by_id(secretary.meeting.id)
+        assert m.is_model
+        m.status = "closed"
+        m.save()
+    assert _post(auth, secretary, "model", is_model="1", lessons="Chuẩn bị kỹ dự thảo").status_code == 200
+    response = _post(auth, secretary, "model", is_model="", lessons="Chuẩn bị kỹ dự thảo")
+    assert response.status_code == 422 and "mở bản sửa đổi" in response.get_data(as_text=True)
+    m = _meeting(secretary)
+    assert m.is_model and m.lessons == "Chuẩn bị kỹ dự thảo"
+
+
+def test_chair_from_another_cell_is_refused(client, auth, secretary):
+    """A chair who is not on the cell's roll: 422 in the status line, nothing stored."""
+    with db.connection_context():
+        stranger = Member.get(Member.cell == secretary.other_cell.id)
+    response = _post(auth, secretary, "roles", chair=stranger.id, secretary="", place="")
+    assert response.status_code == 422 and "Chọn một đảng viên của chi bộ" in response.get_data(as_text=True)
+    assert _meeting(secretary).chair_id is None
