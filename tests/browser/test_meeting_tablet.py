@@ -5,6 +5,7 @@ sheet, 15 contributions, a vote, a resolution with 3 tasks, end, read back, appr
 PDF minutes are downloaded and their text checked (names with diacritics, counts, the vote)."""
 import datetime as dt
 import io
+import os
 import re
 
 import pytest
@@ -18,6 +19,15 @@ from tests.conftest import PASSWORD
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Huỳnh", "Phan", "Vũ", "Võ", "Đặng", "Bùi", "Đỗ", "Hồ"]
 GIVEN = ["An", "Bình", "Cường", "Dũng", "Giang", "Hà", "Hải", "Hạnh", "Khánh", "Lâm", "Long", "Mai", "Minh",
          "Nga", "Ngọc", "Phúc", "Quân", "Quỳnh", "Sơn", "Tâm", "Thảo", "Thắng", "Trung", "Tuấn", "Yến"]
+
+
+SHOTS = os.environ.get("CHIBO_SCREENSHOTS", "")
+
+
+def shot(page: Page, name: str) -> None:
+    """Save a full-page screenshot when CHIBO_SCREENSHOTS names a folder (to look at the layout)."""
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, f"{name}.png"), full_page=True)
 
 
 class Taps:
@@ -111,6 +121,7 @@ def test_whole_meeting_on_a_tablet(page: Page, live_server, cell25, tmp_path):
     expect(page.get_by_test_id("present-count")).to_have_text("21/24")
     expect(page.get_by_test_id("attendance-rate")).to_have_text("87,5%")
     expect(page.get_by_test_id("attendance-verdict")).to_have_text("đạt")
+    shot(page, "diem-danh")
 
     # 15 contributions: tap a present member, then the kind (a summary typed for some).
     taps.tap(steps.get_by_role("link", name="Diễn biến"))
@@ -127,6 +138,7 @@ def test_whole_meeting_on_a_tablet(page: Page, live_server, cell25, tmp_path):
         expect(page.get_by_test_id("speak-summary")).to_contain_text(f"{n} lượt")
     expect(page.get_by_test_id("speakers")).to_have_text("12/21")
     expect(page.get_by_test_id("count-tu_phe_binh")).to_have_text("3")
+    shot(page, "dien-bien")
 
     # Conclusion: the resolution, a vote (everyone eligible in favour), three tasks.
     taps.tap(steps.get_by_role("link", name="Kết luận"))
@@ -146,6 +158,7 @@ def test_whole_meeting_on_a_tablet(page: Page, live_server, cell25, tmp_path):
         taps.tap(page.get_by_test_id("task-save"))
         expect(page.get_by_test_id("tasks")).to_contain_text(text)
 
+    shot(page, "ket-luan")
     # The scoring sheet uses the preparation answers and the recorded contributions.
     taps.tap(steps.get_by_role("link", name="Chấm điểm"))
     expect(page.locator('.q[data-code="A1"]').get_by_test_id("prefilled")).to_contain_text("phiếu chuẩn bị")
@@ -158,11 +171,14 @@ def test_whole_meeting_on_a_tablet(page: Page, live_server, cell25, tmp_path):
     taps.tap(page.get_by_test_id("end"))
     expect(page.get_by_test_id("ended-at")).to_be_visible()
     taps.tap(steps.get_by_role("link", name="Biên bản"))
-    for step in ("read_back", "approve", "sign_chair", "sign_secretary"):
+    for step, label in (("read_back", "Đã đọc lại biên bản"), ("approve", "Chi bộ thông qua biên bản"),
+                        ("sign_chair", "Chủ trì ký")):
         taps.tap(page.get_by_test_id(f"minutes-{step}"))
-        page.wait_for_load_state()
+        expect(page.get_by_text(f"✓ {label}")).to_be_visible()
+    taps.tap(page.get_by_test_id("minutes-sign_secretary"))
     expect(page.get_by_test_id("minutes-signed")).to_be_visible()
     expect(page.get_by_test_id("meeting-status")).to_have_text("Đã ký biên bản")
+    shot(page, "bien-ban")
 
     with page.expect_download() as info:
         taps.tap(page.get_by_test_id("minutes-pdf"))
@@ -175,3 +191,46 @@ def test_whole_meeting_on_a_tablet(page: Page, live_server, cell25, tmp_path):
         assert expected in text, expected
     print(f"\nSố lần chạm để ghi trọn buổi sinh hoạt: {taps.count}")
     assert taps.count < 100
+
+
+def test_contribution_saved_after_the_wifi_returns(page: Page, live_server, cell25):
+    """Offline, a contribution shows "not saved, retrying" on its section; once the link is back it
+    is saved by itself, once (the retried request carries the same key)."""
+    from models import Attendance, Contribution
+
+    cell, members, meeting = cell25
+    with db.connection_context():
+        Attendance.create(meeting=meeting.id, member=members[2].id, status="present")
+    page.goto(f"{live_server}/login")
+    page.get_by_label("Tên đăng nhập").fill("bithu")
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.goto(f"{live_server}/meetings/{meeting.id}/hold")
+    page.get_by_test_id("speak-tile").filter(has_text=members[2].full_name).tap()
+    page.route("**/contributions", lambda route: route.abort("internetdisconnected"))
+    page.get_by_test_id("kind-y_kien").tap()
+    section = page.locator("#sec-speak")
+    expect(section).to_have_class(re.compile("save-retrying"))
+    page.unroute("**/contributions")
+    expect(page.get_by_test_id("count-y_kien")).to_have_text("1", timeout=15000)
+    expect(page.locator("#sec-speak")).not_to_have_class(re.compile("save-failed"))
+    with db.connection_context():
+        assert Contribution.select().count() == 1
+
+
+def test_scoring_answer_offline_shows_on_the_question(page: Page, live_server, cell25):
+    """A scoring answer tapped without the Wi-Fi says so on the question instead of vanishing."""
+    cell, members, meeting = cell25
+    page.goto(f"{live_server}/login")
+    page.get_by_label("Tên đăng nhập").fill("bithu")
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.goto(f"{live_server}/meetings/{meeting.id}/sheets/thuong_ky")
+    question = page.locator('.q[data-code="C1"]')
+    page.route("**/answer-sets/**", lambda route: route.abort("internetdisconnected"))
+    question.get_by_role("button", name="Có").tap()
+    expect(question).to_have_class(re.compile("save-failed"))
+    page.unroute("**/answer-sets/**")
+    question.get_by_role("button", name="Có").tap()
+    expect(page.locator('.q[data-code="C1"]').get_by_role("button", name="Có")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator('.q[data-code="C1"]')).not_to_have_class(re.compile("save-failed"))
