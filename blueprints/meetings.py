@@ -463,8 +463,9 @@ def minutes_pdf_view(meeting_id: str):
     meeting = get_meeting_or_404(meeting_id)
     context = minutes_context(meeting)
     draft = context["shown"] is None and not meeting.locked
-    if context["shown"] is None and meeting.locked:
-        context["data"] = context["revision"].snapshot or context["data"]
+    revision = context["revision"]
+    if context["shown"] is None and meeting.locked and revision is not None and revision.snapshot:
+        context["data"] = revision.snapshot  # the text as signed
     body = minutes_pdf(context["data"], draft=draft)
     name = f"bien-ban-{meeting.held_on:%Y-%m-%d}.pdf"
     return Response(body, mimetype="application/pdf",

@@ -143,3 +143,16 @@ def test_minutes_cannot_be_signed_before_the_end(client, auth, org):
     assert "Chưa bấm “Kết thúc”" in html
     response = auth.htmx_post(f"/meetings/{org.meeting.id}/minutes/read_back")
     assert response.status_code == 422
+
+
+def test_meeting_closed_before_the_app_shows_its_minutes(client, auth, org):
+    """A meeting closed without signed minutes here (kept on paper, or the demo) still shows and prints."""
+    with db.connection_context():
+        m = Meeting.get_by_id(org.meeting.id)
+        m.status = "closed"
+        m.save()
+    assert auth.login("bithu1").status_code == 303
+    html = client.get(f"/meetings/{org.meeting.id}/minutes").get_data(as_text=True)
+    assert "biên bản ký trên giấy" in html
+    pdf = client.get(f"/meetings/{org.meeting.id}/minutes.pdf")
+    assert pdf.status_code == 200 and "BIÊN BẢN" in pdf_text(pdf.data)
