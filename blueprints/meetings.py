@@ -55,6 +55,7 @@ from models.meetings import (
     MEETING_STATUSES,
     attendance_by_member,
     attendance_summary,
+    local_today,
     mark_all_present,
     set_attendance,
     toggle_late,
@@ -216,7 +217,7 @@ def meeting_view(meeting_id: str):
         "meetings/view.html", meeting=meeting, cell=meeting.cell, roll=roll, marks=marks,
         summary=attendance_summary(meeting, roll, marks), kinds=MEETING_KINDS, statuses=MEETING_STATUSES,
         labels=ATTENDANCE_STATUSES, reasons=COMMON_REASONS, mode=mode if mode in ("late", "early") else "",
-        can_write=may_write(meeting), not_yet=meeting.held_on > dt.date.today(),
+        can_write=may_write(meeting), not_yet=meeting.held_on > local_today(),
         orientations=orientation_for(meeting.cell, meeting.held_on), day_warning=day_warning(meeting.held_on),
         errors={}, form={},
     )

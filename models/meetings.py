@@ -305,9 +305,16 @@ def attendance_by_member(meeting: Meeting) -> dict[str, Attendance]:
     return {row.member_id: row for row in rows}
 
 
+def local_today() -> dt.date:
+    """Today in Vietnam, whatever the server's time zone (a 06:30 meeting is already "today")."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+
+
 def ensure_day_reached(meeting: Meeting, today: dt.date | None = None) -> None:
     """Roll call, contributions and scoring open only on or after the meeting day."""
-    today = today or dt.date.today()
+    today = today or local_today()
     if meeting.held_on > today:
         raise ValidationError({"held_on": f"Chưa đến ngày sinh hoạt ({meeting.held_on:%d/%m/%Y}): "
                                           "điểm danh và ghi diễn biến mở từ ngày đó."})
