@@ -16,7 +16,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField, TextField
+from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField
 
 from .base import SyncedModel, ValidationError, db, register
 from .meetings import (

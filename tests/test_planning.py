@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from models import Attendance, Cell, Meeting, RuleSet, db
+from models import Cell, Meeting, RuleSet, db
 from models.planning import Orientation, day_warning, move_meeting, plan_year, year_compliance
 from models.base import ValidationError
 
