@@ -6,6 +6,8 @@ node) is an ordinary edit whose old and new values stay in the audit trail ("L�
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from peewee import fn
@@ -13,7 +15,8 @@ from peewee import fn
 from models import Attendance, Cell, Meeting, Member, Node, Organisation, RuleSet, ValidationError
 from models.audit import history
 from models.charter import cell_warnings, committee
-from models.meetings import MEETING_KINDS, attendance_rate, rate_passes
+from models.meetings import MEETING_KINDS, MEETING_STATUSES, attendance_rate, rate_passes
+from models.planning import day_warning, year_compliance
 from models.members import MEMBER_STATUSES, POSITIONS, roll_for_cell
 from models.org import CELL_TYPES, ORG_LEVELS
 from models.roster import parse_date
@@ -36,12 +39,20 @@ def index():
 @bp.route("/cells/<cell_id>")
 @login_required
 def cell_view(cell_id: str):
-    """One cell: its roll and its meetings by year, newest first, each with its attendance verdict."""
+    """One cell: its roll and one year of meetings (the calendar, with what falls short of the rules)."""
     cell = get_cell_or_404(cell_id)
-    meetings = list(Meeting.live().where(Meeting.cell == cell.id).order_by(Meeting.held_on.desc()))
+    years = sorted({d.year for (d,) in Meeting.live().select(Meeting.held_on).where(Meeting.cell == cell.id).tuples()}
+                   | {dt.date.today().year}, reverse=True)
+    year = request.args.get("year", type=int) or dt.date.today().year
+    meetings = list(Meeting.live().where((Meeting.cell == cell.id) & (Meeting.held_on >= dt.date(year, 1, 1))
+                                         & (Meeting.held_on <= dt.date(year, 12, 31))).order_by(Meeting.held_on.desc()))
+    tallies = meeting_tallies(meetings)
+    rates = meeting_rates(meetings, tallies)
+    compliance = year_compliance(cell, year, meetings, tallies)
     return render_template(
-        "cells/view.html", cell=cell, roll=roll_for_cell(cell.id), meetings=meetings,
-        rates=meeting_rates(meetings), kinds=MEETING_KINDS, statuses=MEMBER_STATUSES,
+        "cells/view.html", cell=cell, roll=roll_for_cell(cell.id), meetings=meetings, years=years, year=year,
+        compliance=compliance, meeting_statuses=MEETING_STATUSES, day_warning=day_warning,
+        rates=rates, kinds=MEETING_KINDS, statuses=MEMBER_STATUSES,
         positions=POSITIONS, can_write=current_user.can_write_cell(cell.id) and held_here(cell),
         warnings=cell_warnings(cell) if current_user.role != "member" else [],
         committee=committee(cell.id), can_edit_members=can_edit_members(cell),
@@ -197,8 +208,9 @@ def cell_overview(cells) -> dict:
         .where(Member.cell.in_(ids) & Member.status.in_(("full", "probationary", "temp_here")))
         .group_by(Member.cell).tuples()
     )
-    held = _first_per_cell(ids, Meeting.status == "closed", Meeting.held_on.desc())
-    upcoming = _first_per_cell(ids, Meeting.status != "closed", Meeting.held_on.asc())
+    # Held = ended or signed; the next one = not yet ended (a finished meeting is never "Buổi tới").
+    held = _first_per_cell(ids, Meeting.status.in_(("ended", "closed")), Meeting.held_on.desc())
+    upcoming = _first_per_cell(ids, Meeting.status.in_(("planned", "in_progress")), Meeting.held_on.asc())
     rates = meeting_rates(list(held.values()))
     return {cid: {"members": counts.get(cid, 0), "last": held.get(cid), "next": upcoming.get(cid),
                   "rate": rates.get(held[cid].id) if cid in held else None} for cid in ids}
@@ -214,8 +226,8 @@ def _first_per_cell(ids, condition, order) -> dict:
     return first
 
 
-def meeting_rates(meetings) -> dict:
-    """Attendance rate and verdict of each meeting from its recorded marks, in one query."""
+def meeting_tallies(meetings) -> dict:
+    """Meeting id -> {attendance status: count}, in one query."""
     if not meetings:
         return {}
     rows = (Attendance.live()
@@ -225,6 +237,14 @@ def meeting_rates(meetings) -> dict:
     tallies: dict[str, dict[str, int]] = {}
     for meeting_id, status, count in rows:
         tallies.setdefault(meeting_id, {})[status] = count
+    return tallies
+
+
+def meeting_rates(meetings, tallies: dict | None = None) -> dict:
+    """Attendance rate and verdict of each meeting from its recorded marks, in one query."""
+    if not meetings:
+        return {}
+    tallies = tallies if tallies is not None else meeting_tallies(meetings)
     rule_sets = {r.id: r for r in RuleSet.select()}
     out = {}
     for m in meetings:

@@ -164,7 +164,9 @@ def template_new():
                 with db.atomic():
                     template.save()
                     draft = new_draft(template, total_points=total)
-                return redirect(url_for("checklists.version_view", version_id=draft.id), 303)
+                target = url_for("checklists.version_view", version_id=draft.id)
+                # htmx follows a 303 and would draw the next page inside the form: navigate instead.
+                return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
             except ValidationError as exc:
                 errors.update(exc.errors)
     return form_response("checklists/_template_form.html", "checklists/new.html", 422 if errors else 200,
@@ -465,7 +467,7 @@ def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
 
 def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -> dict:
     """What the answer sheet needs: the version's tree, answers, score, and the other role's score."""
-    from models.scoring import score_answer_set
+    from models.scoring import answers_with_prefill, score_answer_set
 
     context = dict(meeting=meeting, answer_set=answer_set, kind=kind, role=role, kinds=TEMPLATE_KINDS,
                    roles=ANSWER_ROLES, computed_sources=COMPUTED_SOURCES, other=None, other_score=None)
@@ -477,7 +479,7 @@ def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -
     other = (AnswerSet.live().where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == other_role)
                                     & (AnswerSet.version == version.id)).first())
     context.update(version=version, template=version.template, tree=version_tree(version),
-                   answers=answers_by_code(answer_set), score=score,
+                   answers=answers_with_prefill(answer_set), score=score,
                    results={r.code: r for r in score.items}, other=other,
                    other_score=score_answer_set(other) if other else None)
     if context["other_score"]:
@@ -502,7 +504,8 @@ def sheet_view(meeting_id: str, kind: str):
     role = request.args.get("role", "self")
     if role not in ANSWER_ROLES:
         abort(404)
-    writable = may_fill(meeting, role)
+    # Scoring opens on the meeting day; the preparation sheet is filled before it.
+    writable = may_fill(meeting, role) and (kind == "chuan_bi" or meeting.held_on <= dt.date.today())
     answer_set = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
                   .where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == role)
                          & (ChecklistTemplate.kind == kind)).first())
@@ -528,11 +531,13 @@ def answer_set_item(answer_set_id: str, item_id: str):
         toggle = request.form["toggle"]
         raw = [v for v in chosen if v != toggle] if toggle in chosen else chosen + [toggle]
     error = ""
+    meeting = Meeting.get_by_id(answer_set.meeting_id)
     try:
+        if answer_set.version.template.kind != "chuan_bi" and meeting.held_on > dt.date.today():
+            raise ValidationError({"value": f"Chưa đến ngày sinh hoạt ({meeting.held_on:%d/%m/%Y}): phiếu chấm điểm mở từ ngày đó."})
         set_answer(answer_set, item, raw, na=na)
     except ValidationError as exc:
         error = " ".join(exc.errors.values())
-    meeting = Meeting.get_by_id(answer_set.meeting_id)
     if not htmx:
         return redirect(url_for("sheets.sheet_view", meeting_id=meeting.id,
                                 kind=answer_set.version.template.kind, role=answer_set.role), 303)

@@ -65,7 +65,9 @@ def rule_set_new():
         if rules is not None:
             try:
                 rules.save()
-                return redirect(url_for("rules.rule_set_view", rule_set_id=rules.id), 303)
+                target = url_for("rules.rule_set_view", rule_set_id=rules.id)
+                # htmx follows a 303 and would draw the next page inside the form: navigate instead.
+                return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
             except ValidationError as exc:
                 errors = exc.errors
     else:

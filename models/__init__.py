@@ -20,6 +20,9 @@ from .checklists import Answer, AnswerSet, ChecklistTemplate, TemplateItem, Temp
 from .clock import clock
 from .audit import AuditEntry
 from .meetings import Attendance, Meeting
+from .meeting_record import Contribution, MeetingGuest, Task, TaskReview, Vote
+from .minutes import MinutesRevision
+from .planning import Orientation
 from .members import Member, MemberStatusChange, Position
 from .nodes import Node
 from .org import Cell, Organisation
@@ -33,6 +36,7 @@ ALL_MODELS = [
     Organisation, Cell, RuleSet, Member, User, Meeting, Attendance,
     MemberStatusChange, Position, AuditEntry, LoginAttempt, KnownAddress, UserSession, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
+    MeetingGuest, Contribution, Vote, Task, TaskReview, MinutesRevision, Orientation,
 ]
 
 SQLITE_PRAGMAS = {
@@ -68,7 +72,7 @@ def init_db(url: str):
 
 
 __all__ = [
-    "ALL_MODELS", "Answer", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "AuditEntry", "Cell", "LoginAttempt",
+    "ALL_MODELS", "Answer", "Contribution", "MeetingGuest", "MinutesRevision", "Orientation", "Task", "TaskReview", "Vote", "AnswerSet", "ChecklistTemplate", "TemplateItem", "TemplateSection", "TemplateVersion", "SYNCED_MODELS", "Attendance", "AuditEntry", "Cell", "LoginAttempt",
     "MemberStatusChange", "Position", "ChangeLog", "Meeting", "Member", "Node",
     "Organisation", "RuleSet", "SyncState", "SyncedModel", "User", "ValidationError", "clock", "db",
     "init_db", "make_database",

@@ -188,7 +188,8 @@ def _meeting(rng, cell, members, held_on, kind, today, title="") -> None:
     end = (dt.datetime.combine(held_on, start) + dt.timedelta(minutes=minutes)).time()
     meeting = Meeting.create(cell=cell.id, kind=kind, held_on=held_on, starts_at=start,
                              ends_at=end if past else None, title=title,
-                             status="closed" if past else "planned",
+                             # Signed (closed) only once its roll call is in: a closed meeting is locked.
+                             status="ended" if past else "planned",
                              rule_set=rules.id if rules else None)
     if not past:
         return
@@ -205,6 +206,8 @@ def _meeting(rng, cell, members, held_on, kind, today, title="") -> None:
         else:
             status, reason = "excused", rng.choice(REASONS)
         Attendance.create(meeting=meeting.id, member=member.id, status=status, reason=reason)
+    meeting.status = "closed"
+    meeting.save()
 
 
 def _add_months(day: dt.date, months: int) -> dt.date:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from peewee import BooleanField, CharField, DateField, ForeignKeyField, TimeField
+from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextField, TimeField
 
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell
@@ -22,7 +22,15 @@ MEETING_KINDS = {
     "combined": "Thường kỳ kết hợp chuyên đề",
     "extraordinary": "Sinh hoạt bất thường",
 }
-MEETING_STATUSES = {"planned": "Kế hoạch", "in_progress": "Đang họp", "closed": "Đã kết thúc"}
+# planned -> in_progress ("Bắt đầu") -> ended ("Kết thúc"; minutes read back and signed) -> closed
+# (signed and locked). A revision with a reason takes a closed meeting back to "ended".
+MEETING_STATUSES = {"planned": "Kế hoạch", "in_progress": "Đang họp", "ended": "Đã kết thúc, chờ ký biên bản",
+                    "closed": "Đã ký biên bản"}
+CONCLUSION_KINDS = {"nghi_quyet": "Nghị quyết", "ket_luan": "Kết luận"}
+# The one regular meeting of a cell-month: a combined meeting is that month's regular meeting too.
+REGULAR_KINDS = ("regular", "combined")
+LOCKED_MESSAGE = ("Biên bản đã ký: buổi sinh hoạt đã khóa. Muốn sửa, hãy mở bản sửa đổi biên bản "
+                  "và ghi lý do.")
 
 ATTENDANCE_STATUSES = {"present": "Có mặt", "excused": "Vắng có lý do", "unexcused": "Vắng không lý do"}
 # One tap moves a tile to the next state; an unmarked tile becomes present first.
@@ -43,6 +51,18 @@ class Meeting(SyncedModel):
     status = CharField(max_length=20, default="planned")
     is_model = BooleanField(default=False)
     rule_set = ForeignKeyField(RuleSet, null=True, backref="meetings", on_delete="RESTRICT")
+    # What happened (added in schema version 2): actual times, place, who chaired and minuted,
+    # the conclusion, a move of the planned date with its reason, a model meeting's lessons.
+    place = CharField(max_length=200, default="")
+    started_at = TimeField(null=True)
+    ended_at = TimeField(null=True)
+    chair = ForeignKeyField(Member, null=True, backref="chaired_meetings", on_delete="RESTRICT")
+    secretary = ForeignKeyField(Member, null=True, backref="minuted_meetings", on_delete="RESTRICT")
+    conclusion_kind = CharField(max_length=20, default="nghi_quyet")
+    conclusion = TextField(default="")
+    moved_from = DateField(null=True)
+    move_reason = CharField(max_length=300, default="")
+    lessons = TextField(default="")
 
     def sync_scope(self) -> str:
         """A meeting travels with its cell's node."""
@@ -59,20 +79,97 @@ class Meeting(SyncedModel):
             errors["held_on"] = "Vui lòng nhập ngày sinh hoạt (dd/mm/yyyy)."
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             errors["ends_at"] = "Giờ kết thúc phải sau giờ bắt đầu."
+        if self.ended_at and not self.started_at:
+            errors["ended_at"] = "Chưa ghi giờ bắt đầu: hãy bấm “Bắt đầu” trước."
+        elif self.started_at and self.ended_at and self.ended_at <= self.started_at:
+            errors["ended_at"] = "Giờ kết thúc phải sau giờ bắt đầu."
+        if self.conclusion_kind not in CONCLUSION_KINDS:
+            errors["conclusion_kind"] = "Loại văn bản kết luận không hợp lệ."
         if errors:
             raise ValidationError(errors)
 
     def save(self, *args, **kwargs):
-        """Pin the rule set in force on the meeting date the first time the meeting is saved."""
+        """Pin the rule set in force on the meeting date the first time; keep one meeting per day and
+        one regular meeting per cell-month (local writes only: sync applies with save_raw)."""
+        if isinstance(self.held_on, dt.date) and self.deleted_at is None:
+            clash = schedule_clash(self.cell_id, self.held_on, self.kind, self.id)
+            if clash:
+                raise ValidationError({"held_on": clash})
         if self.rule_set_id is None and isinstance(self.held_on, dt.date):
             rules = rule_set_for(self.held_on, Cell.get_by_id(self.cell_id).organisation_id)
             self.rule_set = rules.id if rules else None
         return super().save(*args, **kwargs)
 
     @property
+    def locked(self) -> bool:
+        """True once the minutes are signed: every change then needs a revision with a reason."""
+        return self.status == "closed"
+
+    @property
+    def started(self) -> bool:
+        """True once the meeting has begun (the roll call's verdict means something from then on)."""
+        return self.status != "planned"
+
+    @property
     def label(self) -> str:
         """Human title: the kind and month, e.g. 'Sinh hoạt thường kỳ tháng 3/2024'."""
         return self.title or f"{MEETING_KINDS[self.kind]} tháng {self.held_on.month}/{self.held_on.year}"
+
+
+def schedule_clash(cell_id: str, held_on: dt.date, kind: str, meeting_id: str | None = None) -> str:
+    """Why a meeting cannot be on this day (another meeting that day, or a second regular one in the
+    month), or an empty string."""
+    others = Meeting.live().where((Meeting.cell == cell_id) & (Meeting.id != (meeting_id or "")))
+    same_day = others.where(Meeting.held_on == held_on).first()
+    if same_day is not None:
+        return (f"Chi bộ đã có buổi sinh hoạt ngày {held_on:%d/%m/%Y} ({MEETING_KINDS.get(same_day.kind, '')}); "
+                "mỗi ngày chỉ một buổi.")
+    if kind in REGULAR_KINDS:
+        first = held_on.replace(day=1)
+        after = dt.date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        regular = others.where(Meeting.kind.in_(REGULAR_KINDS) & (Meeting.held_on >= first)
+                               & (Meeting.held_on < after)).first()
+        if regular is not None:
+            return (f"Tháng {held_on.month}/{held_on.year} chi bộ đã có buổi sinh hoạt thường kỳ "
+                    f"ngày {regular.held_on:%d/%m/%Y}; mỗi tháng chỉ một buổi thường kỳ. "
+                    "Hãy dời buổi đó (ghi lý do) hoặc chọn loại sinh hoạt khác.")
+    return ""
+
+
+def duration_minutes(meeting: "Meeting") -> float | None:
+    """Minutes from start to end: the times tapped at the meeting, else (meetings recorded before
+    the app, the demo) the planned ones; None when either end is missing."""
+    if meeting.started_at or meeting.ended_at:
+        start, end = meeting.started_at, meeting.ended_at
+    else:
+        start, end = meeting.starts_at, meeting.ends_at
+    if not start or not end:
+        return None
+    return (dt.datetime.combine(meeting.held_on, end) - dt.datetime.combine(meeting.held_on, start)).total_seconds() / 60
+
+
+def meeting_node(meeting_id: str) -> str:
+    """The node holding a meeting's cell (raw SQL: it runs on every write of a meeting's records)."""
+    database = Meeting._meta.database
+    row = database.execute_sql(
+        f"SELECT c.node_id FROM meeting m JOIN cell c ON c.id = m.cell_id WHERE m.id = {database.param}",
+        (meeting_id,)).fetchone()
+    if row is None:
+        raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
+    return row[0]
+
+
+def meeting_is_locked(meeting_id: str) -> bool:
+    """True when the stored meeting is signed and locked (children refuse local writes then)."""
+    database = Meeting._meta.database
+    row = database.execute_sql(f"SELECT status FROM meeting WHERE id = {database.param}", (meeting_id,)).fetchone()
+    return bool(row) and row[0] == "closed"
+
+
+def ensure_open(meeting: "Meeting") -> None:
+    """Refuse a change to a signed meeting with the message that says what to do instead."""
+    if meeting.locked:
+        raise ValidationError({"meeting": LOCKED_MESSAGE})
 
 
 @register
@@ -83,6 +180,8 @@ class Attendance(SyncedModel):
     member = ForeignKeyField(Member, backref="attendance", on_delete="RESTRICT")
     status = CharField(max_length=20)
     reason = CharField(max_length=200, default="")
+    arrived_late = BooleanField(default=False)
+    left_early = BooleanField(default=False)
 
     natural_key = ("meeting", "member")
 
@@ -91,13 +190,13 @@ class Attendance(SyncedModel):
 
     def sync_scope(self) -> str:
         """Attendance travels with its meeting's cell."""
-        database = Meeting._meta.database
-        row = database.execute_sql(
-            f"SELECT c.node_id FROM meeting m JOIN cell c ON c.id = m.cell_id WHERE m.id = {database.param}",
-            (self.meeting_id,)).fetchone()
-        if row is None:
-            raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
-        return row[0]
+        return meeting_node(self.meeting_id)
+
+    def save(self, *args, **kwargs):
+        """A signed meeting's roll call does not change (local writes only)."""
+        if meeting_is_locked(self.meeting_id):
+            raise ValidationError({"meeting": LOCKED_MESSAGE})
+        return super().save(*args, **kwargs)
 
     def clean(self) -> None:
         """Status from the known list; the member must be on the meeting's cell."""
@@ -124,6 +223,10 @@ class AttendanceSummary:
     threshold_pct: float | None = None
     must_exceed: bool = True
     passes: bool | None = None
+    # False before "Bắt đầu": the rate is shown but not judged (no red "chưa đạt" while people arrive).
+    judged: bool = True
+    late: int = 0
+    left_early: int = 0
     rule_set_title: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -176,6 +279,8 @@ def attendance_summary(meeting: Meeting, roll: list[Member] | None = None,
         status = mark.status if mark else None
         if status == "present":
             s.present += 1
+            s.late += bool(mark.arrived_late)
+            s.left_early += bool(mark.left_early)
         elif status == "excused":
             s.excused += 1
         elif status == "unexcused":
@@ -184,6 +289,7 @@ def attendance_summary(meeting: Meeting, roll: list[Member] | None = None,
             s.unmarked += 1
     s.rate_pct = attendance_rate(s.present, s.counted)
     s.passes = rate_passes(s.rate_pct, rules)
+    s.judged = meeting.started
     if rules:
         s.threshold_pct = float(rules.param("attendance_threshold_pct"))
         s.must_exceed = bool(rules.params.get("attendance_must_exceed", True))
@@ -201,10 +307,25 @@ def attendance_by_member(meeting: Meeting) -> dict[str, Attendance]:
     return {row.member_id: row for row in rows}
 
 
+def local_today() -> dt.date:
+    """Today in Vietnam, whatever the server's time zone (a 06:30 meeting is already "today")."""
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
+
+
+def ensure_day_reached(meeting: Meeting, today: dt.date | None = None) -> None:
+    """Roll call, contributions and scoring open only on or after the meeting day."""
+    today = today or local_today()
+    if meeting.held_on > today:
+        raise ValidationError({"held_on": f"Chưa đến ngày sinh hoạt ({meeting.held_on:%d/%m/%Y}): "
+                                          "điểm danh và ghi diễn biến mở từ ngày đó."})
+
+
 def set_attendance(meeting: Meeting, member_id: str, status: str | None, reason: str = "") -> Attendance:
     """Record a member's attendance (or move it to the next state when status is None)."""
-    if meeting.status == "closed":
-        raise ValidationError({"meeting": "Buổi sinh hoạt đã kết thúc; điểm danh không sửa được nữa."})
+    ensure_open(meeting)
+    ensure_day_reached(meeting)
     member = Member.get_or_none((Member.id == member_id) & Member.deleted_at.is_null())
     if member is not None and member.cell_id != meeting.cell_id:
         # A member moved to another cell (possibly held by another node) keeps a read-only copy here.
@@ -225,6 +346,41 @@ def set_attendance(meeting: Meeting, member_id: str, status: str | None, reason:
         row = Attendance(meeting=meeting.id, member=member.id)
     row.status = status
     row.reason = reason.strip() if status == "excused" else ""
+    if status != "present":
+        row.arrived_late = row.left_early = False
     row.deleted_at = None
+    row.save()
+    return row
+
+
+def mark_all_present(meeting: Meeting) -> int:
+    """"Tất cả có mặt": every counted member not yet marked becomes present. Return how many."""
+    from .base import db
+
+    ensure_open(meeting)
+    ensure_day_reached(meeting)
+    marks = attendance_by_member(meeting)
+    made = 0
+    with db.atomic():
+        for member in roll_for_cell(meeting.cell_id):
+            if member.counts_for_attendance and member.id not in marks:
+                Attendance(meeting=meeting.id, member=member.id, status="present").save()
+                made += 1
+    return made
+
+
+def toggle_late(meeting: Meeting, member_id: str, which: str) -> Attendance:
+    """Toggle "đến muộn" (which='late') or "về sớm" (which='early') on a present member."""
+    ensure_open(meeting)
+    row = Attendance.get_or_none((Attendance.meeting == meeting.id) & (Attendance.member == member_id)
+                                 & Attendance.deleted_at.is_null())
+    if row is None or row.status != "present":
+        raise ValidationError({"member": "Chỉ ghi đến muộn hoặc về sớm cho đảng viên có mặt."})
+    if which == "late":
+        row.arrived_late = not row.arrived_late
+    elif which == "early":
+        row.left_early = not row.left_early
+    else:
+        raise ValidationError({"mode": "Thao tác không hợp lệ."})
     row.save()
     return row

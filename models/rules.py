@@ -93,6 +93,8 @@ _COMMON = {
     "annual_tot_min_good_meetings": 7,
     "full_members_needing_committee": 9,
     "max_committee_size": 7,
+    # [I] A resolution is adopted when more than half of the full members present vote for it.
+    "vote_pass_pct": 50,
 }
 
 SEED_RULE_SETS = [
@@ -160,6 +162,7 @@ PARAM_SPECS: dict[str, tuple[str, str]] = {
     "absence_review_months": ("Số tháng bỏ sinh hoạt phải xem xét", "int"),
     "full_members_needing_committee": ("Số đảng viên chính thức tối thiểu để bầu chi ủy", "int"),
     "max_committee_size": ("Số chi ủy viên tối đa", "int"),
+    "vote_pass_pct": ("Biểu quyết thông qua khi số tán thành vượt tỷ lệ này của đảng viên chính thức có mặt (%)", "pct"),
 }
 ANNUAL_LEVELS = {
     "excellent": "Hoàn thành xuất sắc nhiệm vụ",

@@ -11,7 +11,6 @@ stored records.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -192,17 +191,15 @@ def score_sheet(items: Iterable[Any], answers: dict[str, AnswerValue], computed:
 
 def computed_values(meeting) -> dict[str, Any]:
     """The facts a meeting's record gives for computed items (None where the data is not kept yet)."""
-    from .meetings import attendance_summary
+    from .meeting_record import contribution_summary
+    from .meetings import attendance_summary, duration_minutes
     from .org import Cell
 
     summary = attendance_summary(meeting)
-    duration = None
-    if meeting.starts_at and meeting.ends_at:
-        start = dt.datetime.combine(meeting.held_on, meeting.starts_at)
-        end = dt.datetime.combine(meeting.held_on, meeting.ends_at)
-        duration = (end - start).total_seconds() / 60
+    duration = duration_minutes(meeting)
     cell = Cell.get_by_id(meeting.cell_id)
     marked = summary.present + summary.excused + summary.unexcused
+    speak = contribution_summary(meeting)
     return {
         "attendance_rate": summary.rate_pct if marked else None,
         "present_count": summary.present if marked else None,
@@ -210,19 +207,70 @@ def computed_values(meeting) -> dict[str, Any]:
         "duration_minutes": duration,
         "on_schedule": meeting.held_on.day == cell.meeting_day,
         "combined": meeting.kind == "combined",
-        # Contributions are recorded by another screen; until then these are typed by hand.
-        "speakers": None,
-        "self_criticism_count": None,
+        # From the contributions tapped during the meeting; with none recorded (a meeting kept on
+        # paper) they stay open to be typed by hand.
+        "speakers": speak.share_pct if speak.total else None,
+        "self_criticism_count": speak.self_criticism if speak.total else None,
     }
+
+
+@dataclass
+class Prefilled:
+    """An answer the meeting's data gives (the preparation sheet, the meeting record), with its source."""
+
+    value: Any = None
+    na: bool = False
+    source: str = ""
+
+
+def prefilled_answers(answer_set, own: dict) -> dict[str, Prefilled]:
+    """Answers a scoring sheet takes from what is already recorded, for items it has not answered:
+    the preparation sheet's answers (same item codes: A1–A4, A6, A7), the meeting secretary (B10) and
+    the superior delegates (B8). The sheet's own answer always wins."""
+    from .checklists import AnswerSet, ChecklistTemplate, TemplateVersion, answers_by_code, version_items
+    from .meeting_record import guests_of
+    from .meetings import Meeting
+
+    if not answer_set.meeting_id or answer_set.role != "self":
+        return {}
+    version = TemplateVersion.get_by_id(answer_set.version_id)
+    if version.template.kind == "chuan_bi":
+        return {}
+    items = {item.code: item for item in version_items(version)}
+    out: dict[str, Prefilled] = {}
+    preparation = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
+                   .where((AnswerSet.meeting == answer_set.meeting_id) & (AnswerSet.role == "self")
+                          & (ChecklistTemplate.kind == "chuan_bi")).first())
+    if preparation is not None:
+        for code, row in answers_by_code(preparation).items():
+            item = items.get(code)
+            if item is not None and code not in own and item.type == row.item.type:
+                out[code] = Prefilled(row.value, row.na, "Lấy từ phiếu chuẩn bị của chi ủy.")
+    meeting = Meeting.get_by_id(answer_set.meeting_id)
+    if "B10" in items and "B10" not in own and meeting.secretary_id:
+        out["B10"] = Prefilled(meeting.secretary.full_name, False, "Lấy từ diễn biến buổi sinh hoạt.")
+    superiors = [g for g in guests_of(meeting) if g.kind == "superior"]
+    if "B8" in items and "B8" not in own and superiors:
+        text = "; ".join(f"{g.name}{(' — ' + g.position) if g.position else ''}" for g in superiors)
+        out["B8"] = Prefilled(text, False, "Lấy từ danh sách đại biểu của buổi sinh hoạt.")
+    return out
+
+
+def answers_with_prefill(answer_set) -> dict[str, Any]:
+    """The set's own answers (rows) plus the prefilled ones, keyed by item code."""
+    from .checklists import answers_by_code
+
+    own = answers_by_code(answer_set)
+    return {**prefilled_answers(answer_set, own), **own}
 
 
 def score_answer_set(answer_set) -> SheetScore:
     """Score a stored answer set with its own version's items and its meeting's rule set."""
-    from .checklists import TemplateVersion, answers_by_code, rule_set_of, version_items
+    from .checklists import TemplateVersion, rule_set_of, version_items
     from .meetings import Meeting
 
     version = TemplateVersion.get_by_id(answer_set.version_id)
-    rows = answers_by_code(answer_set)
+    rows = answers_with_prefill(answer_set)
     answers = {code: AnswerValue(row.value, row.na) for code, row in rows.items()}
     rules = rule_set_of(answer_set)
     computed = computed_values(Meeting.get_by_id(answer_set.meeting_id)) if answer_set.meeting_id else {}

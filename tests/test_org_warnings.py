@@ -75,8 +75,8 @@ def test_probationary_member_past_probation(app, org):
         assert _codes(warnings) == ["probation_overdue"] and "quá 12 tháng" in warnings[0].message
 
 
-def _meeting_with(cell_id, member_id, day, status):
-    meeting = Meeting.create(cell=cell_id, held_on=day)
+def _meeting_with(cell_id, member_id, day, status, kind="regular"):
+    meeting = Meeting.create(cell=cell_id, held_on=day, kind=kind)
     Attendance.create(meeting=meeting.id, member=member_id, status=status)
 
 
@@ -87,7 +87,8 @@ def test_unexcused_absence_in_three_months_of_a_year(app, org):
         base = TODAY.replace(day=10)
         for months_ago in (1, 2):
             _meeting_with(org.cell.id, member.id, add_months(base, -months_ago), "unexcused")
-        _meeting_with(org.cell.id, member.id, add_months(base, -2).replace(day=20), "unexcused")  # same month
+        # Same month (an extraordinary meeting: a cell holds one regular meeting a month).
+        _meeting_with(org.cell.id, member.id, add_months(base, -2).replace(day=20), "unexcused", "extraordinary")
         _meeting_with(org.cell.id, member.id, add_months(base, -14), "unexcused")  # outside the year
         _meeting_with(org.cell.id, member.id, add_months(base, -3), "excused")  # excused does not count
         assert unexcused_months([member.id], TODAY)[member.id] == 2

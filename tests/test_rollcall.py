@@ -49,7 +49,8 @@ def test_excused_reason_is_kept(client, auth, secretary):
 
 
 def test_rate_crosses_the_threshold(client, auth, secretary):
-    """6 of 7 present is 85,7%: above 85% passes; 5 of 7 (71,4%) does not."""
+    """6 of 7 present is 85,7%: above 85% passes; 5 of 7 (71,4%) does not (judged once started)."""
+    auth.htmx_post(f"/meetings/{secretary.meeting.id}/start")
     counted = [m for m in secretary.members if m.status != "exempted"]
     for member in counted[:6]:
         html = _tap(auth, secretary, member).get_data(as_text=True)
@@ -120,7 +121,7 @@ def test_closed_meeting_roll_call_is_read_only(client, auth, secretary):
     assert "điểm danh chỉ xem" in html
     response = auth.htmx_post(f"/meetings/{meeting.id}/attendance/{secretary.members[0].id}")
     assert response.status_code == 422
-    assert "đã kết thúc" in response.get_data(as_text=True)
+    assert "đã khóa" in response.get_data(as_text=True)
     with db.connection_context():
         assert Attendance.select().count() == 0
 

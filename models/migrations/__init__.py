@@ -50,8 +50,31 @@ def widen_node_clock_skew(migrator) -> None:
         migrate(migrator.alter_column_type("node", "clock_skew_ms", BigIntegerField(default=0)))
 
 
+
+
+def add_missing_columns(migrator, model, names) -> None:
+    """Add the model's fields `names` that its table lacks (a fresh database already has them)."""
+    table = model._meta.table_name
+    have = {c.name for c in db.get_columns(table)}
+    for name in names:
+        field = model._meta.fields[name]
+        if field.column_name not in have:
+            migrate(migrator.add_column(table, field.column_name, field))
+
+
+def _meeting_hold(migrator) -> None:
+    """Version 2: what happened at a meeting (times, place, chair, secretary, conclusion, moves),
+    late arrival / early leave on the roll call."""
+    from ..meetings import Attendance, Meeting
+
+    add_missing_columns(migrator, Meeting, ("place", "started_at", "ended_at", "chair", "secretary",
+                                            "conclusion_kind", "conclusion", "moved_from", "move_reason",
+                                            "lessons"))
+    add_missing_columns(migrator, Attendance, ("arrived_late", "left_early"))
+
+
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = [widen_node_clock_skew, step_per_column_stamps]
+STEPS: list = [widen_node_clock_skew, step_per_column_stamps, _meeting_hold]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 

@@ -16,7 +16,15 @@ def login(page: Page, base: str, username: str) -> None:
 
 
 def test_secretary_takes_roll_call_and_sees_rate_change(page: Page, live_server, org):
-    """Tap by tap the summary bar updates without a page reload and judges against 85%."""
+    """Tap by tap the summary bar updates without a page reload and judges against 85% (once started)."""
+    import datetime as dt
+
+    from models import Meeting, db
+
+    with db.connection_context():
+        meeting = Meeting.get_by_id(org.meeting.id)
+        meeting.status, meeting.started_at = "in_progress", dt.time(14, 0)
+        meeting.save()
     login(page, live_server, "bithu1")
     expect(page.get_by_role("heading", name="Các chi bộ")).to_be_visible()
     page.get_by_role("link", name=re.compile("Chi bộ Một")).click()
