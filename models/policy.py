@@ -103,6 +103,20 @@ def _mark_member_in_meeting_cell(c: Change) -> str | None:
     return None
 
 
+def _member_in_meeting_cell(column: str, what: str) -> Callable[[Change], str | None]:
+    """An invariant: the member named in `column` (when set) belongs to the meeting's cell."""
+    def check(c: Change) -> str | None:
+        member_id = c.after.get(column)
+        if member_id is None:
+            return None
+        meeting_cell = Meeting.select(Meeting.cell).where(Meeting.id == c.after.get("meeting_id")).scalar()
+        if meeting_cell is None or _member_cell(member_id) != meeting_cell:
+            return f"{what} không thuộc chi bộ của buổi sinh hoạt"
+        return None
+    check.__doc__ = f"The {column} of a meeting record is a member of the meeting's cell."
+    return check
+
+
 def _account_role_is_cell_level(c: Change) -> str | None:
     """A node writes only the accounts of its cells' people, never an admin's or a supervisor's."""
     if c.after.get("role") not in NODE_ACCOUNT_ROLES:
@@ -220,7 +234,31 @@ POLICIES: dict[str, TablePolicy] = {
         invariants=(Invariant(_cols("kind"), _position_is_cell_level, always=True),)),
     "meeting": TablePolicy(
         "buổi sinh hoạt", create=True,
-        update=_cols("kind", "held_on", "starts_at", "ends_at", "title", "status", "is_model", "rule_set_id")),
+        update=_cols("kind", "held_on", "starts_at", "ends_at", "title", "status", "is_model", "rule_set_id",
+                     "place", "started_at", "ended_at", "chair_id", "secretary_id", "conclusion_kind",
+                     "conclusion", "moved_from", "move_reason", "lessons"),
+        invariants=(Invariant(_cols("chair_id"), _member_in_meeting_cell("chair_id", "chủ trì")),
+                    Invariant(_cols("secretary_id"), _member_in_meeting_cell("secretary_id", "thư ký")))),
+    # What was said, voted, decided and assigned at a meeting: written by the cell's node.
+    "contribution": TablePolicy(
+        "phát biểu", create=True, delete=True, update=_cols("kind", "summary"),
+        invariants=(Invariant(_cols("meeting_id", "member_id"),
+                              _member_in_meeting_cell("member_id", "người phát biểu")),)),
+    "meeting_guest": TablePolicy("khách mời", create=True, delete=True, update=_cols("kind", "name", "position")),
+    "vote": TablePolicy("biểu quyết", create=True, delete=True,
+                        update=_cols("subject", "in_favour", "against", "abstain", "eligible")),
+    "task": TablePolicy(
+        "nhiệm vụ", create=True, delete=True, update=_cols("text", "assignee_id", "due_on", "carried_from_id"),
+        invariants=(Invariant(_cols("meeting_id", "assignee_id"),
+                              _member_in_meeting_cell("assignee_id", "người được giao")),)),
+    "task_review": TablePolicy("đánh giá nhiệm vụ", create=True, delete=True, update=_cols("outcome", "note")),
+    # The minutes and their revisions (a change after signing is a new revision with a reason).
+    "minutes_revision": TablePolicy(
+        "biên bản", create=True,
+        update=_cols("number", "reason", "read_back_at", "approved_at", "chair_signed_at", "secretary_signed_at",
+                     "signed_at", "snapshot_json")),
+    # The Party committee's monthly orientation is written at central.
+    "orientation": TablePolicy("định hướng nội dung", **_CENTRAL_ONLY),
     "attendance": TablePolicy(
         "điểm danh", create=True, delete=True, update=_cols("status", "reason"),
         invariants=(Invariant(_cols("meeting_id", "member_id"), _mark_member_in_meeting_cell),)),
