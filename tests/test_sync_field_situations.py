@@ -188,10 +188,12 @@ def test_per_field_merge_conflicts_deletes_and_duplicates(setup):
         assert query(env, "SELECT full_name, deleted_at IS NOT NULL FROM member WHERE id=?", c) == [
             ("Đặng Thị Lan (sửa chính tả)", 1)]
     assert query(central_env, "SELECT kind FROM sync_conflict WHERE record_id=?", c) == [("delete_edit",)]
-    # The mark for the deleted member is set aside; the meeting and later meetings still arrived.
+    # The mark for the deleted member is kept but deleted with him (part of the same conflict, nothing
+    # live under a deleted record); the meeting and later meetings still arrived.
     assert query(central_env, "SELECT COUNT(*) FROM meeting WHERE id IN (?, ?)", meeting, later)[0][0] == 2
-    assert ("attendance", "parent_deleted") in set(query(
-        central_env, "SELECT \"table\", reason FROM sync_dead_letter WHERE node_id='doi-1'"))
+    for env in (central_env, field_env):
+        assert query(env, "SELECT deleted_at IS NOT NULL FROM attendance WHERE meeting_id=? AND member_id=?",
+                     meeting, c) == [(1,)]
     # The duplicate card number is a suspected duplicate, not a wall: both people exist at central.
     assert query(central_env, "SELECT COUNT(*) FROM member WHERE card_number='0123456'")[0][0] == 2
     assert query(central_env, "SELECT kind FROM sync_conflict WHERE record_id=?", twin) == [("duplicate",)]
@@ -214,6 +216,9 @@ def test_per_field_merge_conflicts_deletes_and_duplicates(setup):
     for env in (central_env, field_env):
         assert member_name(env, b) == "Võ Văn Khoa — bản ở đội"
         assert query(env, "SELECT deleted_at IS NULL FROM member WHERE id=?", c) == [(1,)]
+        # Restoring the member restored the roll-call mark that was deleted with him.
+        assert query(env, "SELECT deleted_at IS NULL FROM attendance WHERE meeting_id=? AND member_id=?",
+                     meeting, c) == [(1,)]
         assert query(env, "SELECT COUNT(*) FROM member WHERE card_number='0123456' AND deleted_at IS NULL")[0][0] == 1
 
 
