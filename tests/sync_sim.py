@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,7 +37,6 @@ from models.meetings import ATTENDANCE_STATUSES, MEETING_KINDS, MEETING_STATUSES
 from models.members import change_status
 from models.migrations import db_up
 from models.nodes import hash_token
-from models.sync_state import Conflict, DeadLetter
 from sync.client import run_sync
 from sync.protocol import Refusal, SyncError, setting
 from sync.server import apply_push, hello, serve_pull
