@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 from flask import Flask, g
@@ -18,6 +19,7 @@ from blueprints.cli import register_cli
 from blueprints.web import init_web
 from models import ALL_MODELS, clock, db, init_db
 from models.base import configure_writer
+from models.identity import IdentityMismatch, ensure_identity, reset_database
 from models.migrations import db_up
 from models.seeds import seed_reference_data
 
@@ -34,6 +36,10 @@ DEFAULTS = {
     "PORT": 5000,
     "SYNC_BATCH_SIZE": 500,
     "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
+    # A device clock further ahead of central's than this is refused at hello (stamps never are).
+    "SYNC_MAX_CLOCK_AHEAD_MS": 5 * 60 * 1000,
+    # Shift this process's wall clock (drills and tests of wrong device clocks); 0 in normal use.
+    "CLOCK_OFFSET_MS": 0,
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     # A meeting lasts about two hours: the session ends after 4 hours without a request.
     "PERMANENT_SESSION_LIFETIME": 4 * 3600,
@@ -48,6 +54,13 @@ DEFAULTS = {
     "APP_VERSION": APP_VERSION,
     # Central seeds the national rule sets and sheets at start (idempotent); tests turn it off.
     "SEED_REFERENCE_DATA": True,
+    # A field node served by `python app.py` syncs on its own every this many seconds (0 = never);
+    # after failures it waits twice as long each time, up to SYNC_MAX_BACKOFF seconds.
+    "SYNC_INTERVAL": 300,
+    "SYNC_MAX_BACKOFF": 3600,
+    # `python app.py --reset-database`: recreate a database made for another role or node, if it
+    # holds nothing but reference data.
+    "RESET_DATABASE": False,
 }
 
 
@@ -68,11 +81,17 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["ROLE"] == "field" and app.config["NODE_ID"] == "central":
         raise ValueError("Nút field cần CHIBO_NODE_ID riêng (ví dụ doi-1)")
 
-    clock.configure(str(app.config["NODE_ID"]))
+    clock.configure(str(app.config["NODE_ID"]), max_ahead_ms=app.config.get("SYNC_MAX_CLOCK_AHEAD_MS"))
+    # Drills and tests of wrong device clocks: this process may see the wall clock shifted.
+    offset = int(app.config.get("CLOCK_OFFSET_MS") or 0) / 1000
+    clock._wall = (lambda: time.time() + offset) if offset else time.time
     configure_writer(app.config["ROLE"], str(app.config["NODE_ID"]))
     init_db(app.config["DATABASE_URL"])
     with db.connection_context():
         db_up(ALL_MODELS)
+        # The role is settled before anything is written: a database keeps the node it was made for.
+        _ensure_identity(app)
+        # Reference data has one origin, central; a field node receives it on its first sync.
         if app.config["ROLE"] == "central" and app.config["SEED_REFERENCE_DATA"]:
             seed_reference_data()
 
@@ -90,6 +109,31 @@ def create_app(config: dict | None = None) -> Flask:
     register_blueprints(app)
     register_cli(app)
     return app
+
+
+def _ensure_identity(app: Flask) -> None:
+    """Record or check the database's role and node id; recreate it when a reset was asked for."""
+    role, node_id = app.config["ROLE"], str(app.config["NODE_ID"])
+    where = _database_label(app.config["DATABASE_URL"])
+    try:
+        ensure_identity(role, node_id, where)
+    except IdentityMismatch:
+        if not app.config["RESET_DATABASE"]:
+            raise
+        reset_database(ALL_MODELS)
+        db_up(ALL_MODELS)
+        ensure_identity(role, node_id, where)
+
+
+def _database_label(url: str) -> str:
+    """The database as people name it: the SQLite file, or the URL without its password."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///"):]
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
 def _instance_secret(path: Path) -> str:
@@ -111,12 +155,29 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Chạy Chi Bộ Mẫu.")
     parser.add_argument("--demo", action="store_true",
                         help="nạp dữ liệu mẫu nếu cơ sở dữ liệu còn trống, in tài khoản mẫu rồi chạy")
+    parser.add_argument("--reset-database", action="store_true",
+                        help="tạo lại cơ sở dữ liệu đã tạo cho vai trò hoặc nút khác (chỉ khi chưa có dữ liệu "
+                             "ngoài dữ liệu tham chiếu) rồi thoát")
     args = parser.parse_args(argv)
-    app = create_app({"DEMO": True} if args.demo else None)
+    from models.identity import DatabaseNotEmpty
+
+    try:
+        app = create_app({"DEMO": True} if args.demo else {"RESET_DATABASE": True} if args.reset_database else None)
+    except (IdentityMismatch, DatabaseNotEmpty) as exc:
+        raise SystemExit(f"Không khởi động được: {exc}") from None
+    if args.reset_database:
+        print(f"Cơ sở dữ liệu sẵn sàng cho nút {app.config['NODE_ID']} (vai trò {app.config['ROLE']}). "
+              "Hãy chạy lại `python app.py`.")
+        return
     if args.demo:
         _load_demo_if_empty(app)
+    from sync.scheduler import start_timer
+
+    timer = start_timer(app)
     host, port = app.config["HOST"], int(app.config["PORT"])
     print(f"Chi Bộ Mẫu ({app.config['ROLE']}, nút {app.config['NODE_ID']}) đang chạy: http://{host}:{port}/")
+    if timer:
+        print(f"Tự đồng bộ với trung tâm mỗi {timer.interval:g} giây.")
     serve(app, host=host, port=port, threads=8)
 
 

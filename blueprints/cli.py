@@ -185,6 +185,49 @@ def backup_sqlite(directory: Path) -> Path:
     return target
 
 
+@click.command("restore")
+@with_appcontext
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--yes", is_flag=True, help="Không hỏi lại.")
+def restore_command(backup_file, yes):
+    """Replace this node's SQLite database with a backup and start a new generation (sync then reconciles)."""
+    if not yes:
+        click.confirm("Dữ liệu hiện tại sẽ được thay bằng bản sao lưu. Tiếp tục?", abort=True)
+    generation = restore_sqlite(Path(backup_file))
+    click.echo(f"Đã khôi phục từ {backup_file} (thế hệ dữ liệu {generation}). Lần đồng bộ tới sẽ đối chiếu lại "
+               "với các nút/trung tâm để không mất thay đổi nào.")
+
+
+def restore_sqlite(backup_file: Path) -> int:
+    """Copy a backup into the live SQLite database (online API), then bump its generation; return it."""
+    import sqlite3
+
+    from peewee import SqliteDatabase
+
+    from models import SyncState
+    from models.base import write_transaction
+    from models.migrations import bump_generation
+    from sync.outbox import PULL_CURSOR
+
+    if not isinstance(db.obj, SqliteDatabase):
+        raise click.ClickException("Lệnh restore dành cho SQLite; với PostgreSQL hãy dùng pg_restore.")
+    source = sqlite3.connect(f"file:{backup_file}?mode=ro", uri=True)
+    try:
+        with db.connection_context():
+            source.backup(db.connection())
+    finally:
+        source.close()
+    with db.connection_context():
+        db_up(ALL_MODELS)
+        with write_transaction():
+            generation = bump_generation()
+            if current_app.config["ROLE"] == "field":
+                # Pull the node's whole scope again: what it pushed after the backup comes back.
+                SyncState.set_value(PULL_CURSOR, "0")
+            SyncState.set_value("verify_pending", "1")
+    return generation
+
+
 @click.command("demo")
 @with_appcontext
 def demo_command():
@@ -210,4 +253,5 @@ def register_cli(app: Flask) -> None:
     app.cli.add_command(users_cli)
     app.cli.add_command(nodes_cli)
     app.cli.add_command(backup_command)
+    app.cli.add_command(restore_command)
     app.cli.add_command(demo_command)

@@ -19,11 +19,12 @@ import click
 from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from models import Node, db
+from models import SYNCED_MODELS, Node, ValidationError, db
 from models.nodes import hash_token
 from sync import SyncError, run_sync
 from sync.protocol import API_PREFIX, Refusal, setting
 from sync.server import apply_push, hello, serve_pull
+from sync.digest import scope_digest, scope_ids
 from sync.conflicts import (KIND_LABELS, REASON_LABELS, ResolveError, describe_change, dismiss_dead_letter,
                             resolve_conflict, retry_dead_letter)
 from sync.status import ago_in_words, field_status, node_overview, open_conflicts, open_dead_letters, skew_in_words
@@ -134,8 +135,27 @@ def pull_view():
     return jsonify(answer)
 
 
+@bp.route("/digest", methods=("GET",))
+def digest_view():
+    """Checksums of the node's scope per table, or one table's ids and stamps (`?table=`)."""
+    try:
+        _central_only()
+        node = _authenticated_node()
+        table = request.args.get("table")
+        if table is None:
+            answer = {"tables": scope_digest(node.id)}
+        elif table in SYNCED_MODELS:
+            answer = {"table": table, "ids": scope_ids(table, node.id)}
+        else:
+            raise Refusal(400, "bad_request", "Bảng không tồn tại.")
+    except Refusal as refusal:
+        return _refuse(refusal)
+    return jsonify(answer)
+
+
 @bp.cli.command("sync")
-def sync_command():
+@click.option("--verify", is_flag=True, help="Đối chiếu tổng kiểm tra từng bảng với trung tâm sau khi đồng bộ.")
+def sync_command(verify):
     """Sync this field node with central now: push what is pending, pull what is new."""
     config = current_app.config
     if config["ROLE"] != "field":
@@ -143,7 +163,7 @@ def sync_command():
     click.echo(f"Đồng bộ nút {config['NODE_ID']} với {config.get('CENTRAL_URL') or '(chưa cấu hình)'}…")
     with db.connection_context():
         try:
-            report = run_sync(config, progress=click.echo)
+            report = run_sync(config, progress=click.echo, verify=verify)
         except SyncError as exc:
             raise click.ClickException(f"Đồng bộ thất bại: {exc}") from None
     for warning in report.warnings:
@@ -224,6 +244,8 @@ def conflict_resolve(conflict_id: int):
         flash(f"Đã xử lý xung đột: {note}.", "success")
     except ResolveError as exc:
         flash(str(exc), "error")
+    except ValidationError as exc:
+        flash(f"Chưa xử lý được: {'; '.join(exc.errors.values())}", "error")
     return redirect(url_for("sync_status.conflict_list"), 303)
 
 

@@ -2,6 +2,11 @@
 
 `ALL_MODELS` lists every table in creation order (parents before children); `init_db()` binds the
 proxy to SQLite (default) or PostgreSQL from a URL.
+
+SQLite runs in WAL mode with a busy timeout, and every transaction starts with `BEGIN IMMEDIATE`:
+a transaction that begins as a reader and later writes cannot wait for the write lock (SQLite answers
+"database is locked" at once to avoid a deadlock), whereas one that takes the lock up front waits
+up to the busy timeout. So a roll-call tap during a long sync waits milliseconds instead of failing.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def make_database(url: str):
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+        return SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False,
+                              timeout=SQLITE_PRAGMAS["busy_timeout"] / 1000, lock_type="IMMEDIATE")
     if url.startswith(("postgresql://", "postgres://")):
         from playhouse.postgres_ext import Psycopg3Database
 

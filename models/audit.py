@@ -37,7 +37,7 @@ _suppressed: ContextVar[bool] = ContextVar("audit_suppressed", default=False)
 
 ACTIONS = {"create": "Tạo mới", "update": "Sửa", "delete": "Xóa"}
 # Bookkeeping columns change on every write; they are not what a person changed.
-_IGNORED = {"id", "owner", "created_at", "updated_at", "hlc", "deleted_at"}
+_IGNORED = {"id", "owner", "created_at", "updated_at", "hlc", "stamps", "deleted_at"}
 # Never copy secrets into a trail that syncs everywhere; record only that they changed.
 _MASKED = {"password_hash"}
 _NOT_AUDITED = {"audit_entry"}

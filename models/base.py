@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 from peewee import (
@@ -145,15 +146,49 @@ def data_columns(model: type["SyncedModel"]) -> list[str]:
 
 
 def column_stamps(hlc: str, stamps_json: str, columns: list[str]) -> dict[str, str]:
-    """Every column's stamp, from a row's newest stamp and its list of older ones."""
-    older = json.loads(stamps_json) if stamps_json else {}
-    return {c: older.get(c, hlc) for c in columns}
+    """Every column's stamp, from a row's newest stamp and its `stamps` column (see `sparse_stamps`)."""
+    listed = json.loads(stamps_json) if stamps_json else {}
+    default = listed.get("", hlc)
+    return {c: listed.get(c, default) for c in columns}
 
 
 def sparse_stamps(full: dict[str, str], hlc: str) -> str:
-    """The `stamps` column: only the columns whose stamp differs from the row's newest."""
+    """The `stamps` column: the smaller of two forms, '' when every column has the row's newest stamp.
+
+    Either the columns older than `hlc` are listed (the rest have `hlc`), or, when most columns share
+    one older stamp (a record created once and edited in one column), that stamp is given under the
+    key "" and only the other columns are listed.
+    """
     older = {c: s for c, s in sorted(full.items()) if s != hlc}
-    return json.dumps(older, separators=(",", ":")) if older else ""
+    if not older:
+        return ""
+    common = max(set(older.values()), key=list(older.values()).count)
+    compact = {"": common, **{c: s for c, s in sorted(full.items()) if s != common}}
+    chosen = compact if len(compact) < len(older) else older
+    return json.dumps(chosen, separators=(",", ":"))
+
+
+NATURAL_NAMESPACE = uuid.UUID("3d1f6a52-7b8e-4c1d-9f02-5e6a7b8c9d10")
+
+
+def natural_id(instance: "SyncedModel") -> str:
+    """The id of a natural-key record: the same meeting and member give the same id on every node."""
+    parts = [str(instance.__data__.get(name)) for name in instance.natural_key]
+    return str(uuid.uuid5(NATURAL_NAMESPACE, ":".join([instance._meta.table_name, *parts])))
+
+
+def _refuse_deleted_parents(instance: "SyncedModel") -> None:
+    """A new record may not hang under a deleted one (a mark for a deleted meeting or member)."""
+    for fk in instance._meta.sorted_fields:
+        if not isinstance(fk, ForeignKeyField) or fk.rel_model._meta.table_name not in SYNCED_MODELS:
+            continue
+        target = instance.__data__.get(fk.name)
+        if target is None or instance.deleted_at is not None:
+            continue
+        parent = fk.rel_model
+        gone = parent.select(parent.id).where((parent.id == target) & parent.deleted_at.is_null(False)).exists()
+        if gone:
+            raise ValidationError({fk.name: "Bản ghi liên quan đã bị xóa; không thêm được dữ liệu mới vào đó."})
 
 
 class SyncedModel(BaseModel):
@@ -170,6 +205,10 @@ class SyncedModel(BaseModel):
     # Columns whose value should be unique among live records; a duplicate that arrives by sync is
     # kept and shown as a conflict to resolve (e.g. the same party card number entered twice).
     sync_unique: tuple[str, ...] = ()
+    # Fields that identify a record by nature (a roll-call mark: meeting and member). Such a record's
+    # id is derived from them, so the same mark made at two places is one record with a conflict,
+    # never two records fighting over a unique index.
+    natural_key: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs):
         loaded = kwargs.get("__no_default__")
@@ -187,6 +226,8 @@ class SyncedModel(BaseModel):
     # -- writes --------------------------------------------------------------------------------
     def save(self, *args, **kwargs):
         """Write the row and append the columns it changed (with their bases) to the outbox, in one transaction."""
+        if self._is_new and self.natural_key:
+            self.id = natural_id(self)
         self.clean()
         with write_transaction():
             scope = self.sync_scope()
@@ -202,6 +243,7 @@ class SyncedModel(BaseModel):
             by_column = {f.column_name: f for f in self._meta.sorted_fields}
             now = utcnow()
             if old is None:
+                _refuse_deleted_parents(self)
                 self.created_at = self.created_at or now
                 self.owner = self.owner or clock.node_id
                 kwargs["force_insert"] = True
@@ -230,7 +272,9 @@ class SyncedModel(BaseModel):
                 hook(self, old)
             fields = {c: _to_json(self.__data__.get(by_column[c].name)) for c in changed}
             payload: dict[str, Any] = {"fields": fields}
-            if old is not None:
+            if old is None:
+                payload["new"] = True
+            else:
                 payload["base"] = {c: previous[c] for c in changed}
                 if "deleted_at" in changed and self.deleted_at is not None:
                     # A delete says which version it saw, so a concurrent edit is shown, not lost.
@@ -247,9 +291,19 @@ class SyncedModel(BaseModel):
             self.save()
 
     def restore(self) -> None:
-        """Lift the tombstone (used when a person resolves a delete-versus-edit conflict)."""
-        self.deleted_at = None
-        self.save()
+        """Lift the tombstone, and those of the children deleted with it (a person resolving a conflict)."""
+        with write_transaction():
+            since = self.deleted_at
+            self.deleted_at = None
+            self.save()
+            if since is None:
+                return
+            for fk in self._meta.backrefs:
+                child_model = fk.model
+                if child_model is type(self) or child_model._meta.table_name not in SYNCED_MODELS:
+                    continue
+                for child in child_model.select().where((fk == self.id) & (child_model.deleted_at >= since)):
+                    child.restore()
 
     def live_children(self) -> list["SyncedModel"]:
         """Live synced records that point at this one through a foreign key (tombstoned with it)."""
@@ -280,14 +334,24 @@ class SyncedModel(BaseModel):
             out[field.column_name] = _to_json(value)
         return out
 
-    def state_payload(self) -> dict[str, Any]:
-        """The whole record as one change: every data column with its own stamp (handover, reconcile)."""
+    def state_payload(self, only_node: str | None = None) -> tuple[dict[str, Any], str]:
+        """The whole record as one change and its stamp: every data column with its own stamp.
+
+        Used for handover and reconcile. `only_node` keeps only the columns last written by that node
+        (what a node may push again). The change's stamp is the newest column stamp it carries.
+        """
         columns = data_columns(type(self))
         stamps = column_stamps(self.hlc, self.stamps or "", columns)
+        if only_node is not None:
+            columns = [c for c in columns if stamps[c].rsplit(":", 1)[-1] == only_node]
+        top = max((stamps[c] for c in columns), default=self.hlc)
         by_column = {f.column_name: f for f in self._meta.sorted_fields}
-        return {"fields": {c: _to_json(self.__data__.get(by_column[c].name)) for c in columns},
-                "stamps": {c: s for c, s in stamps.items() if s != self.hlc},
-                "owner": self.owner}
+        payload = {"fields": {c: _to_json(self.__data__.get(by_column[c].name)) for c in columns},
+                   "owner": self.owner}
+        older = {c: stamps[c] for c in columns if stamps[c] != top}
+        if older:
+            payload["stamps"] = older
+        return payload, top
 
     @classmethod
     def from_wire(cls, data: dict[str, Any], partial: bool = False) -> dict[str, Any]:
@@ -343,15 +407,23 @@ class ChangeLog(BaseModel):
     def append(cls, table: str, record_id: str, hlc: str, origin: str, scope: str,
                payload: dict[str, Any]) -> int:
         """Append one change (inside the caller's write transaction); return its sequence number."""
+        if not isinstance(db.obj, SqliteDatabase):
+            # Hold the clock row until commit: sequence numbers are then taken in commit order, so a
+            # pull never passes a change that a longer transaction commits later.
+            _read_clock_state()
         return cls.insert(table=table, record_id=record_id, hlc=hlc, origin=origin, scope=scope,
                           payload=json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
                           created_at=utcnow()).execute()
 
     @classmethod
-    def record_state(cls, instance: SyncedModel, origin: str, scope: str | None = None) -> int:
-        """Append the whole current state of `instance` (every column with its own stamp)."""
-        return cls.append(instance._meta.table_name, instance.id, instance.hlc, origin,
-                          scope if scope is not None else instance.sync_scope(), instance.state_payload())
+    def record_state(cls, instance: SyncedModel, origin: str, scope: str | None = None,
+                     only_node: str | None = None) -> int:
+        """Append the whole current state of `instance` (every column with its own stamp); 0 if nothing to send."""
+        payload, top = instance.state_payload(only_node)
+        if not payload["fields"]:
+            return 0
+        return cls.append(instance._meta.table_name, instance.id, top, origin,
+                          scope if scope is not None else instance.sync_scope(), payload)
 
 
 class SyncState(BaseModel):

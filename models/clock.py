@@ -52,9 +52,17 @@ def decode(stamp: str) -> Stamp:
         raise ValueError(f"dấu thời gian không hợp lệ: {stamp!r}") from None
 
 
-def next_stamp(state: tuple[int, int], wall_ms: int, node: str, after: str = "") -> tuple[tuple[int, int], str]:
-    """The stamp after `state` (and after the stamp `after`, when given); return (new state, stamp)."""
+def next_stamp(state: tuple[int, int], wall_ms: int, node: str, after: str = "",
+               max_ahead_ms: int | None = None) -> tuple[tuple[int, int], str]:
+    """The stamp after `state` (and after the stamp `after`, when given); return (new state, stamp).
+
+    A state further ahead of the wall clock than `max_ahead_ms` (the device clock was fast and has
+    been fixed) restarts from the wall clock: stamps then track real time again at once, and `after`
+    still keeps every record's own stamps in order.
+    """
     ms, counter = state
+    if max_ahead_ms is not None and ms - wall_ms > max_ahead_ms:
+        ms, counter = wall_ms, 0
     if after:
         floor = decode(after)
         if (floor.ms, floor.counter) > (ms, counter):
@@ -90,9 +98,14 @@ class HybridLogicalClock:
     def __init__(self, node_id: str = "central", wall: Callable[[], float] = time.time):
         self.node_id = node_id
         self._wall = wall
-        # Installed by models/base.py: read the state (locking it for the transaction) and write it.
-        self.read_state: Callable[[], tuple[int, int]] | None = None
-        self.write_state: Callable[[tuple[int, int]], None] | None = None
+        # Installed by models/base.py for the app's clock: read the state (locking it for the
+        # transaction) and write it. A clock made on its own keeps its state in memory.
+        self._memory = (0, 0)
+        self.read_state: Callable[[], tuple[int, int]] = lambda: self._memory
+        self.write_state: Callable[[tuple[int, int]], None] = self._remember
+
+    def _remember(self, state: tuple[int, int]) -> None:
+        self._memory = state
 
     def configure(self, node_id: str, max_ahead_ms: int | None = None) -> None:
         """Set the node id used in new stamps (and the accepted window)."""
@@ -108,7 +121,7 @@ class HybridLogicalClock:
 
     def now(self, after: str = "") -> str:
         """A new stamp above every stamp this database handed out or accepted (call inside a write transaction)."""
-        state, stamp = next_stamp(self.read_state(), self.wall_ms(), self.node_id, after)
+        state, stamp = next_stamp(self.read_state(), self.wall_ms(), self.node_id, after, self.max_ahead_ms)
         self.write_state(state)
         return stamp
 

@@ -84,6 +84,8 @@ class Attendance(SyncedModel):
     status = CharField(max_length=20)
     reason = CharField(max_length=200, default="")
 
+    natural_key = ("meeting", "member")
+
     class Meta:
         indexes = ((("meeting", "member"), True),)
 

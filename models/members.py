@@ -80,7 +80,7 @@ class Member(SyncedModel):
             errors["birth_year"] = f"Năm sinh phải từ 1900 đến {today.year - 16}."
         if self.card_number is not None:
             self.card_number = self.card_number.strip() or None
-        if self.card_number and not getattr(self, "_from_sync", False):
+        if self.card_number and self.deleted_at is None and not getattr(self, "_from_sync", False):
             other = (Member.live().select(Member.full_name)
                      .where((Member.card_number == self.card_number) & (Member.id != self.id)).scalar())
             if other is not None:

@@ -5,7 +5,7 @@ import hashlib
 import hmac
 import secrets
 
-from peewee import CharField, DateTimeField, IntegerField, TextField
+from peewee import BigIntegerField, CharField, DateTimeField, IntegerField, TextField
 
 from .base import BaseModel, utcnow
 
@@ -28,7 +28,8 @@ class Node(BaseModel):
     last_pull_at = DateTimeField(null=True)
     app_version = CharField(max_length=40, default="")
     schema_version = IntegerField(default=0)
-    clock_skew_ms = IntegerField(default=0)
+    # 64-bit: a clock a month off is 2.6e9 ms, past a 32-bit integer (PostgreSQL `integer`).
+    clock_skew_ms = BigIntegerField(default=0)
     notes = TextField(default="")
 
     @classmethod

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from peewee import fn
+from peewee import SQL, fn
 
 from .base import SYNCED_MODELS
 from .meetings import Attendance, Meeting
@@ -45,7 +45,9 @@ class YearActivity:
 def activity_by_year(member: Member) -> list[YearActivity]:
     """The member's attendance (and contributions, once recorded) per year, newest first."""
     years: dict[int, YearActivity] = {}
-    year = fn.strftime("%Y", Meeting.held_on) if _is_sqlite() else fn.date_part("year", Meeting.held_on)
+    # The unit is written into the SQL, not bound: PostgreSQL sees `date_part($1, …)` in SELECT and
+    # `date_part($2, …)` in GROUP BY as different expressions and refuses the query.
+    year = fn.strftime("%Y", Meeting.held_on) if _is_sqlite() else fn.date_part(SQL("'year'"), Meeting.held_on)
     rows = (Attendance.live()
             .select(year.alias("y"), Attendance.status, fn.COUNT(Attendance.id))
             .join(Meeting, on=(Attendance.meeting == Meeting.id))

@@ -134,12 +134,15 @@ def _require(config: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 CENTRAL_DB = "central_db"
+VERIFY_PENDING = "verify_pending"
+VERIFY_RESULT = "verify_result"
 CENTRAL_AT_CENTRAL = "central_dead_letters"
 RECONCILE_NOTE = "reconcile_note"
 
 
-def run_sync(config: Mapping[str, Any], progress: Progress | None = None, transport: Any = None) -> SyncReport:
-    """Handshake, push every pending batch, pull every page; return what was done.
+def run_sync(config: Mapping[str, Any], progress: Progress | None = None, verify: bool = False,
+             transport: Any = None) -> SyncReport:
+    """Handshake, push every pending batch, pull every page (then check the scope agrees); return what was done.
 
     `transport` replaces the HTTP client (same `call`/`close` methods): the in-process simulation of
     tests/sync_sim.py runs this very code against central's functions.
@@ -157,6 +160,8 @@ def run_sync(config: Mapping[str, Any], progress: Progress | None = None, transp
             say(f"Cảnh báo: {warning}")
         push_all(client, node_id, config, limits, report, say)
         pull_all(client, config, report, say)
+        if verify or SyncState.get_value(VERIFY_PENDING) == "1":
+            verify_scope(client, node_id, config, limits, report, say)
     except SyncError as exc:
         _remember_failure(str(exc))
         raise
@@ -241,7 +246,61 @@ def reconcile_identities(node_id: str, answer: dict[str, Any]) -> str:
         SyncState.set_value(CENTRAL_DB, central)
         if note:
             SyncState.set_value(RECONCILE_NOTE, f"{utcnow().isoformat(timespec='seconds')} {note}")
+            SyncState.set_value(VERIFY_PENDING, "1")
     return note
+
+
+def verify_scope(client: CentralClient, node_id: str, config: Mapping[str, Any], limits: dict,
+                 report: SyncReport, say: Progress, rounds: int = 3) -> bool:
+    """Compare per-table checksums with central; re-push what central lacks, re-pull what we lack; repeat.
+
+    Keeps the outcome for the status page ('khớp' or the tables that still differ). True when they agree.
+    """
+    from models import SYNCED_MODELS
+
+    from .digest import scope_digest, scope_ids
+
+    differing: list[str] = []
+    for attempt in range(rounds + 1):
+        status, body = client.call("GET", "/digest")
+        if status != 200 or not isinstance(body.get("tables"), dict):
+            raise SyncError(_refusal_message(status, body, "đối chiếu tổng kiểm tra"), status, body.get("error", ""))
+        mine = scope_digest(node_id)
+        differing = [t for t in mine if mine[t] != body["tables"].get(t)]
+        if not differing or attempt == rounds:
+            break
+        requeued, pull_again = 0, False
+        for table in differing:
+            status, detail = client.call("GET", "/digest", params={"table": table})
+            theirs = detail.get("ids") if status == 200 and isinstance(detail.get("ids"), dict) else {}
+            local = scope_ids(table, node_id)
+            model = SYNCED_MODELS[table]
+            with write_transaction():
+                for record_id, stamp in local.items():
+                    if theirs.get(record_id) is None or theirs[record_id] < stamp:
+                        record = model.get_by_id(record_id)
+                        if record.sync_scope() == node_id:
+                            requeued += int(bool(ChangeLog.record_state(record, origin=node_id, only_node=node_id)))
+                        pull_again = True
+                if any(local.get(i) is None or local[i] < h for i, h in theirs.items()):
+                    pull_again = True
+        say(f"Đối chiếu lần {attempt + 1}: lệch ở {', '.join(differing)}; gửi lại {requeued} bản ghi.")
+        if requeued:
+            push_all(client, node_id, config, limits, report, say)
+        if pull_again:
+            with write_transaction():
+                SyncState.set_value(PULL_CURSOR, "0")
+            pull_all(client, config, report, say)
+    agreed = not differing
+    with write_transaction():
+        SyncState.set_value(VERIFY_RESULT, f"{utcnow().isoformat(timespec='seconds')} " + (
+            "Đã đối chiếu: dữ liệu trong phạm vi của nút khớp với trung tâm ở mọi bảng." if agreed else
+            f"Đã đối chiếu: còn lệch ở {', '.join(differing)}; sẽ đối chiếu lại ở lần đồng bộ sau."))
+        SyncState.set_value(VERIFY_PENDING, "0" if agreed else "1")
+    say("Dữ liệu khớp với trung tâm." if agreed else f"Còn lệch ở {', '.join(differing)}.")
+    if not agreed:
+        report.warnings.append(f"Dữ liệu còn lệch với trung tâm ở {', '.join(differing)}.")
+    return agreed
 
 
 def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], limits: dict,

@@ -102,6 +102,10 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         raise SetAside("invalid", f"Cột không được đồng bộ hoặc không tồn tại: {', '.join(extra)[:200]}.")
     stamps_in: dict[str, str] = payload.get("stamps") or {}
     base: dict[str, str] | None = payload.get("base")
+    if base is None and payload.get("new") is True:
+        # A record created on both sides under the same natural key (one roll-call mark for one member
+        # at one meeting): the writer had seen nothing, so every differing column is a conflict.
+        base = {c: "" for c in fields}
     incoming = {c: stamps_in.get(c) or hlc for c in fields}
     if pusher is not None:
         foreign = sorted({decode(s).node for s in incoming.values()} - {pusher})
@@ -162,7 +166,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     merged = model(**{k: v for k, v in data.items() if k not in ("hlc", "stamps", "updated_at")})
     merged._is_new = current is None
     merged._from_sync = True
-    _check_parents(model, merged, applied)
+    deleted_parents = _check_parents(model, merged, applied)
     if pusher is not None:
         _check_scope(model, current, merged, pusher, record_id)
     try:
@@ -190,14 +194,41 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         model.update(**row).where(model.id == record_id).execute()
     outcome.applied = applied
     if log:
-        top = max(incoming[c] for c in applied)
-        out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied},
-               "owner": data.get("owner") or ""}
-        older = {c: incoming[c] for c in applied if incoming[c] != top}
-        if older:
-            out["stamps"] = older
-        ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
+        _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged)
+    if pusher is not None:
+        outcome.conflicts += _follow_tombstones(model, record_id, current, merged, applied, deleted_parents,
+                                                pusher)
     return outcome
+
+
+def _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged) -> None:
+    """Append what was applied to the change feed, with its origin (forwarded to the other nodes)."""
+    top = max(incoming[c] for c in applied)
+    out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied}, "owner": data.get("owner") or ""}
+    older = {c: incoming[c] for c in applied if incoming[c] != top}
+    if older:
+        out["stamps"] = older
+    ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
+
+
+def _follow_tombstones(model: type[SyncedModel], record_id: str, current: dict | None, merged: SyncedModel,
+                       applied: list[str], deleted_parents: list[tuple[type, str]], who: str) -> int:
+    """Central keeps deletes whole: a child that arrives under a deleted parent is stored and deleted with it
+    (a delete-versus-edit conflict for a person), and a parent deleted by a node takes the children that
+    only central had. Both are central's own writes, so every node converges to them."""
+    conflicts = 0
+    if deleted_parents:
+        record = model.get_by_id(record_id)
+        record.soft_delete()
+        for parent, parent_id in deleted_parents:
+            _record_conflict(parent, parent_id, "", "delete_edit", who, winner=("deleted", ""),
+                             loser=(f"{model._meta.table_name}/{record_id}", record.hlc))
+            conflicts += 1
+    elif "deleted_at" in applied and merged.deleted_at is not None and (current or {}).get("deleted_at") is None:
+        record = model.get_by_id(record_id)
+        for child in record.live_children():
+            child.soft_delete()
+    return conflicts
 
 
 def _seen(record_id: str, stamp: str) -> bool:
@@ -205,8 +236,9 @@ def _seen(record_id: str, stamp: str) -> bool:
     return ChangeLog.select().where((ChangeLog.record_id == record_id) & (ChangeLog.hlc == stamp)).exists()
 
 
-def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[str]) -> None:
-    """SetAside when a foreign key the change sets points to a record missing here, or deleted."""
+def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[str]) -> list[tuple[type, str]]:
+    """SetAside when a foreign key the change sets points to a record missing here; return deleted parents."""
+    deleted = []
     for fk in model._meta.sorted_fields:
         if not isinstance(fk, ForeignKeyField) or fk.column_name not in applied and not merged._is_new:
             continue
@@ -223,9 +255,8 @@ def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[
                                              f"{parent._meta.table_name}/{target} chưa có tại đây; sẽ thử lại khi "
                                              "bản ghi cha tới.")
         if len(found) > 1 and found[1] is not None and merged.deleted_at is None:
-            raise SetAside("parent_deleted", f"Bản ghi {model._meta.table_name}/{merged.id} thuộc "
-                                             f"{parent._meta.table_name}/{target} đã bị xóa; để riêng chờ người "
-                                             "xử lý (khôi phục bản ghi cha rồi thử lại).")
+            deleted.append((parent, target))
+    return deleted
 
 
 def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedModel, pusher: str,

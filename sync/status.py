@@ -35,6 +35,7 @@ class FieldStatus:
     # Changes from central this node could not apply (kept here, retried after every pull).
     local_dead_letters: list = None
     reconcile_note: str = ""
+    verify_result: str = ""
 
     @property
     def error_is_current(self) -> bool:
@@ -67,6 +68,7 @@ def field_status(node_id: str) -> FieldStatus:
                                                           & DeadLetter.resolved_at.is_null())
                                 .order_by(DeadLetter.id.desc()).limit(50)),
         reconcile_note=SyncState.get_value("reconcile_note", "") or "",
+        verify_result=SyncState.get_value("verify_result", "") or "",
     )
 
 

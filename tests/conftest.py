@@ -1,5 +1,8 @@
-"""Shared fixtures in the flaskr shape: a temporary SQLite database per test, `app`, `client`,
-`runner`, `auth`, and a small organisation (`org`) with users for each role."""
+"""Shared fixtures in the flaskr shape: a temporary database per test, `app`, `client`,
+`runner`, `auth`, and a small organisation (`org`) with users for each role.
+
+The database is a SQLite file by default; with `CHIBO_TEST_DB=postgres` the app (central) runs on a
+fresh PostgreSQL database per test instead (see tests/pgtest.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -13,6 +16,7 @@ from app import create_app
 from models import Cell, Member, Organisation, User, db
 from models.meetings import Meeting
 from models.rules import seed_rule_sets
+from tests import pgtest
 
 PASSWORD = "mat-khau-thu-nghiem"
 
@@ -30,14 +34,62 @@ def received_from_central():
         models.base.FIELD_NODE = saved
 
 
+def pytest_configure(config):
+    """Register the marker of tests that only make sense with central on SQLite."""
+    config.addinivalue_line("markers", "sqlite_only: needs central on SQLite (skipped on a PostgreSQL run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On a PostgreSQL run, skip the tests marked sqlite_only."""
+    if pgtest.enabled():
+        skip = pytest.mark.skip(reason="central chạy trên PostgreSQL trong lượt này")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
+def pytest_sessionstart(session):
+    """On a PostgreSQL run, wait (bounded) for the server before any test starts."""
+    if pgtest.enabled():
+        pgtest.wait_for_server()
+        pgtest.drop_leftovers()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop the PostgreSQL template database of this run."""
+    if pgtest.enabled():
+        pgtest.drop_template()
+
+
+def pytest_report_header(config):
+    """Say which database central runs on in this run."""
+    return f"central database: {'PostgreSQL ' + pgtest.ADMIN_URL if pgtest.enabled() else 'SQLite'}"
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases():
+    """Drop the PostgreSQL databases a test made, after everything else of the test is torn down."""
+    yield
+    if pgtest.enabled():
+        pgtest.drop_created()
+
+
 @pytest.fixture
-def app(tmp_path):
-    """A central app on its own temporary SQLite file."""
+def database_url(tmp_path):
+    """Central's database for this test: a temporary SQLite file, or a fresh PostgreSQL database."""
+    if pgtest.enabled():
+        return pgtest.new_database()
+    return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+
+
+@pytest.fixture
+def app(database_url):
+    """A central app on its own temporary database."""
     app = create_app({
         "TESTING": True,
         "SECRET_KEY": "test",
         "SEED_REFERENCE_DATA": False,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}",
+        "DATABASE_URL": database_url,
     })
     with app.app_context(), db.connection_context():
         seed_rule_sets()

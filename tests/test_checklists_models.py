@@ -8,7 +8,8 @@ import json
 import pytest
 
 from models import ChangeLog, db
-from models.base import SYNCED_MODELS, ValidationError, apply_wire
+from models.base import SYNCED_MODELS, ValidationError
+from sync.merge import apply_record
 from models.checklist_seed import seed_checklists, seed_id
 from models.checklists import (
     AnswerSet,
@@ -191,14 +192,14 @@ def test_templates_travel_to_every_node_and_apply_in_any_order(ctx):
     latest = {}
     for row in rows:
         latest[(row.table, row.record_id)] = row
-    payloads = [(r.table, json.loads(r.payload)) for r in latest.values()]
+    payloads = [(r.table, SYNCED_MODELS[r.table].get_by_id(r.record_id).to_wire()) for r in latest.values()]
     # Wipe the template tables as a fresh field node would have them, then apply.
     for table in ("template_item", "template_section", "template_version", "checklist_template"):
         db.execute_sql(f"DELETE FROM {table}")
     order = {"checklist_template": 0, "template_version": 1, "template_section": 2, "template_item": 3}
     with db.atomic():
         for table, payload in sorted(payloads, key=lambda p: order[p[0]]):
-            assert apply_wire(SYNCED_MODELS[table], payload, origin="central")
+            assert apply_record(SYNCED_MODELS[table], payload, origin="central")
     assert TemplateItem.select().count() == sum(1 for t, _ in payloads if t == "template_item")
     assert published_for_kind("thuong_ky").status == "published"
 

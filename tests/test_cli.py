@@ -2,6 +2,8 @@
 import datetime as dt
 import sqlite3
 
+import pytest
+
 from models import Cell, ChangeLog, Member, Meeting, Node, Organisation, User, db
 from models.demo import load_demo
 from models.nodes import hash_token
@@ -56,6 +58,7 @@ def test_nodes_register_refuses_unknown_cells(runner, org):
     assert result.exit_code != 0 and "CB99" in result.output
 
 
+@pytest.mark.sqlite_only
 def test_backup_makes_a_consistent_copy(runner, app, org, tmp_path):
     """The backup is a readable SQLite file holding the same records."""
     result = runner.invoke(args=["backup", "--dir", str(tmp_path / "bk")])

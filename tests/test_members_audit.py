@@ -6,7 +6,7 @@ import json
 
 from models import AuditEntry, Cell, ChangeLog, Member, db
 from models.audit import acting_as, audit_suppressed, history
-from models.base import apply_wire
+from sync.merge import apply_record
 from models.clock import clock
 
 
@@ -55,7 +55,7 @@ def test_changes_applied_from_sync_make_no_new_audit_rows(app, org):
         wire["hlc"] = clock.now().replace(":central", ":doi-1")
         before = AuditEntry.select().count()
         with db.atomic():
-            assert apply_wire(Member, wire, origin="doi-1")
+            assert apply_record(Member, wire, origin="doi-1")
         assert AuditEntry.select().count() == before
         assert Member.get_by_id(member.id).full_name == "Tên Sửa Ở Đội"
         # The origin's own audit entry arrives by sync too and is stored without another entry.
@@ -65,7 +65,7 @@ def test_changes_applied_from_sync_make_no_new_audit_rows(app, org):
                             scope="central")
         remote.hlc, remote.owner = clock.now().replace(":central", ":doi-1"), "doi-1"
         with db.atomic():
-            assert apply_wire(AuditEntry, remote.to_wire(), origin="doi-1")
+            assert apply_record(AuditEntry, remote.to_wire(), origin="doi-1")
         assert AuditEntry.select().count() == before + 1
         assert history("member", member.id)[0].user_name == "Bí thư Đội 1"
 

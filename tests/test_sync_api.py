@@ -1,7 +1,10 @@
-"""The sync API at central refuses bad pushes clearly and never half-applies a batch.
+"""The sync API at central refuses a bad batch clearly and sets a bad change aside without blocking the rest.
 
-Every refusal test puts a valid change before the bad one and checks that no row and no outbox entry
-was added, so "nothing applied" is what is asserted, not assumed.
+A batch whose envelope is wrong (token, JSON, shape, hash, node, size, reused id) is refused whole
+with a precise 4xx and nothing is written. A change inside a good batch that central cannot apply
+(unknown table, bad value, missing or deleted parent, outside the node's scope, a stamp that is not
+the node's) is set aside as a dead letter — acknowledged, listed with its reason — while the valid
+changes around it are applied: each such test checks both.
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ import pytest
 from tests.conftest import PASSWORD, Org
 from models import SYNCED_MODELS, Attendance, Cell, ChangeLog, Meeting, Member, Node, Organisation, User, db
 from models.migrations import SCHEMA_VERSION
-from models.sync_state import AppliedBatch
+from models.base import data_columns
+from models.sync_state import AppliedBatch, DeadLetter
 from sync.protocol import batch_id_for, content_hash
 
 NODE = "doi-1"
@@ -52,11 +56,23 @@ def stamp(node: str = NODE) -> str:
 
 
 def change(record, node: str = NODE) -> dict:
-    """A record as a field node would push it."""
+    """A new record (every column) as a field node would push it."""
     record.hlc = stamp(node)
     record.owner = node
+    wire = record.to_wire()
     return {"table": record._meta.table_name, "record_id": record.id, "hlc": record.hlc,
-            "payload": record.to_wire()}
+            "payload": {"fields": {c: wire[c] for c in data_columns(type(record))}}}
+
+
+def set_aside(response, index: int, reason: str) -> dict:
+    """Assert the batch was accepted with exactly one change set aside (and kept as a dead letter)."""
+    assert response.status_code == 200, response.get_json()
+    items = response.get_json()["set_aside"]
+    assert [(i["index"], i["reason"]) for i in items] == [(index, reason)], items
+    assert DeadLetter.select().where((DeadLetter.reason == reason) & (DeadLetter.position == index)
+                                     & DeadLetter.resolved_at.is_null()).count() == 1
+    assert len(items[0]["message"]) <= 300
+    return items[0]
 
 
 def batch(changes: list[dict], batch_id: str | None = None, node: str = NODE, **overrides) -> dict:
@@ -167,104 +183,96 @@ def test_missing_fields_are_named(client, org, token):
 def test_content_hash_mismatch_is_400(client, org, token):
     """A batch whose changes do not match its hash is refused as damaged."""
     body = batch([change(new_meeting(org))])
-    body["changes"][0]["payload"]["title"] = "đã bị sửa trên đường"
+    body["changes"][0]["payload"]["fields"]["title"] = "đã bị sửa trên đường"
     before = counts()
     response = push(client, body, token)
     assert response.status_code == 400 and response.get_json()["error"] == "hash_mismatch"
     assert counts() == before
 
 
-def test_unknown_table_is_422(client, org, token):
-    """A change for a table central does not know: 422, the valid change before it not applied."""
-    good = change(new_meeting(org))
-    bad = {"table": "khong_co_bang", "record_id": str(uuid.uuid4()), "hlc": stamp(), "payload": {}}
-    before = counts()
-    response = push(client, batch([good, bad]), token)
-    assert response.status_code == 422
-    body = response.get_json()
-    assert body["error"] == "unknown_table" and body["record"]["index"] == 1
-    assert counts() == before
+def test_unknown_table_is_set_aside(client, org, token):
+    """A change for a table central does not know is set aside; the valid change before it is applied."""
+    meeting = new_meeting(org)
+    bad = {"table": "khong_co_bang", "record_id": str(uuid.uuid4()), "hlc": stamp(), "payload": {"fields": {}}}
+    set_aside(push(client, batch([change(meeting), bad]), token), 1, "unknown_table")
+    assert Meeting.get_by_id(meeting.id).title == "Sinh hoạt tại đội"
 
 
-def test_status_that_does_not_exist_is_422(client, org, token):
-    """An attendance status outside the list: 422 naming the record; the meeting before it is not applied."""
+def test_status_that_does_not_exist_is_set_aside(client, org, token):
+    """An attendance status outside the list is set aside naming the rule; the meeting before it arrives."""
     meeting = new_meeting(org)
     member = Member.get(Member.cell == org.other_cell.id)
     mark = Attendance(meeting=meeting.id, member=member.id, status="co_mat_mot_nua")
-    before = counts()
-    response = push(client, batch([change(meeting), change(mark)]), token)
-    assert response.status_code == 422
-    body = response.get_json()
-    assert body["error"] == "invalid_record" and body["record"]["record_id"] == mark.id
-    assert "status" in body["errors"]
-    assert counts() == before
+    item = set_aside(push(client, batch([change(meeting), change(mark)]), token), 1, "invalid")
+    assert item["record_id"] == mark.id and "điểm danh" in item["message"]
+    assert Attendance.get_or_none(Attendance.id == mark.id) is None
+    assert Meeting.get_or_none(Meeting.id == meeting.id) is not None
+
+
+def test_unknown_member_waits_as_missing_parent_and_applies_when_it_arrives(client, org, token):
+    """Attendance for a member central has not seen yet is set aside, then applied once the member arrives."""
+    meeting = new_meeting(org)
+    newcomer = Member(cell=org.other_cell.id, full_name="Người Đến Sau")
+    mark = Attendance(meeting=meeting.id, member=newcomer.id, status="present")
+    item = set_aside(push(client, batch([change(meeting), change(mark)]), token), 1, "missing_parent")
+    assert "member" in item["message"]
+    later = batch([change(newcomer)])
+    later.update(from_seq=3, to_seq=3)
+    later["batch_id"] = batch_id_for(NODE, 3, 3, later["content_hash"])
+    answer = push(client, later, token).get_json()
+    assert answer["retried"] == 1
+    assert Attendance.get_by_id(mark.id).status == "present"
+    assert DeadLetter.select().where(DeadLetter.resolved_at.is_null()).count() == 0
+
+
+@pytest.mark.parametrize("field, value, expected", [("hlc", "khong-phai-dau-thoi-gian", "invalid"),
+                                                    ("title", 12345, "invalid"),
+                                                    ("khong_co_truong", "x", "invalid")])
+def test_invalid_payload_fields_are_set_aside(client, org, token, field, value, expected):
+    """A bad clock stamp, a wrongly typed field or an unknown field: set aside, the rest applied."""
+    good_meeting, bad_meeting = new_meeting(org), new_meeting(org)
+    good, bad = change(good_meeting), change(bad_meeting)
+    if field == "hlc":
+        bad["hlc"] = value
+    else:
+        bad["payload"]["fields"][field] = value
+    set_aside(push(client, batch([good, bad]), token), 1, expected)
+    assert Meeting.get_or_none(Meeting.id == good_meeting.id) is not None
+    assert Meeting.get_or_none(Meeting.id == bad_meeting.id) is None
+
+
+def test_stamp_of_another_node_is_set_aside(client, org, token):
+    """A node may only push changes it stamped itself."""
+    meeting = new_meeting(org)
+    set_aside(push(client, batch([change(meeting, node="central")]), token), 0, "invalid")
     assert Meeting.get_or_none(Meeting.id == meeting.id) is None
 
 
-def test_unknown_member_is_422_missing_parent(client, org, token):
-    """Attendance for a member central has never seen: 422 naming the missing parent."""
-    meeting = new_meeting(org)
-    ghost = str(uuid.uuid4())
-    mark = Attendance(meeting=meeting.id, member=ghost, status="present")
-    before = counts()
-    response = push(client, batch([change(meeting), change(mark)]), token)
-    assert response.status_code == 422
-    body = response.get_json()
-    assert body["error"] == "missing_parent" and body["parent_id"] == ghost and body["parent_table"] == "member"
-    assert counts() == before
+def test_record_of_a_cell_held_elsewhere_is_set_aside(client, org, token):
+    """A meeting for central's cell (CB01) is out of doi-1's scope: set aside; the valid meeting arrives."""
+    good = new_meeting(org)
+    foreign = Meeting(cell=org.cell.id, held_on=dt.date.today())
+    set_aside(push(client, batch([change(good), change(foreign)]), token), 1, "out_of_scope")
+    assert Meeting.get_or_none(Meeting.id == foreign.id) is None
+    assert Meeting.get_or_none(Meeting.id == good.id) is not None
 
 
-@pytest.mark.parametrize("field, value", [("hlc", "khong-phai-dau-thoi-gian"), ("title", 12345),
-                                          ("khong_co_truong", "x")])
-def test_invalid_payload_fields_are_422(client, org, token, field, value):
-    """A bad clock stamp, a wrongly typed field or an unknown field: 422."""
-    good = change(new_meeting(org))
-    bad = change(new_meeting(org))
-    bad["payload"][field] = value
-    if field == "hlc":
-        bad["hlc"] = value
-    before = counts()
-    response = push(client, batch([good, bad]), token)
-    assert response.status_code == 422, response.get_json()
-    assert response.get_json()["record"]["index"] == 1
-    assert counts() == before
-
-
-def test_stamp_of_another_node_is_refused(client, org, token):
-    """A node may only push changes it stamped itself."""
-    forged = change(new_meeting(org), node="central")
-    response = push(client, batch([forged]), token)
-    assert response.status_code == 422
-
-
-def test_record_of_a_cell_held_elsewhere_is_403(client, org, token):
-    """A meeting for central's cell (CB01) is out of doi-1's scope: 403, nothing applied."""
-    good = change(new_meeting(org))
-    foreign = change(Meeting(cell=org.cell.id, held_on=dt.date.today()))
-    before = counts()
-    response = push(client, batch([good, foreign]), token)
-    assert response.status_code == 403
-    body = response.get_json()
-    assert body["error"] == "out_of_scope" and body["record"]["index"] == 1
-    assert counts() == before
-
-
-def test_moving_a_foreign_record_into_scope_is_403(client, org, token):
+def test_moving_a_foreign_record_into_scope_is_set_aside(client, org, token):
     """Editing an existing member of CB01 so that it lands in CB02 is refused (scope before the change)."""
     member = org.members[1]
     member.cell = org.other_cell.id
     member.full_name = "Tên bị đổi"
-    response = push(client, batch([change(member)]), token)
-    assert response.status_code == 403
+    set_aside(push(client, batch([change(member)]), token), 0, "out_of_scope")
     assert Member.get_by_id(member.id).full_name == "Trần Thị Bình"
 
 
 def test_organisation_records_are_central_only(client, org, token):
-    """A field node may not write cells (scope '*'): 403."""
+    """A field node may not write cells (scope '*'): set aside."""
     cell = org.other_cell
     cell.name = "Đổi tên từ đội"
-    response = push(client, batch([change(cell)]), token)
-    assert response.status_code == 403
+    item = set_aside(push(client, batch([change(cell)]), token), 0, "out_of_scope")
+    assert "phạm vi" in item["message"]
+    assert Cell.get_by_id(cell.id).name == "Chi bộ Hai"
 
 
 def test_wrong_node_id_in_batch_is_403(client, org, token):
@@ -317,10 +325,10 @@ def test_too_many_changes_is_413(app, client, org, token):
 
 
 def test_stale_change_does_not_overwrite_newer_data(client, org, token):
-    """Last writer wins by clock stamp: an older stamp is acknowledged but skipped."""
+    """Last writer wins per column by clock stamp: an older stamp is acknowledged but skipped."""
     meeting = new_meeting(org)
     old = change(meeting)
-    old["hlc"] = old["payload"]["hlc"] = "000000000000001:000000:doi-1"
+    old["hlc"] = "000000000000001:000000:doi-1"
     newer = change(meeting)
     assert push(client, batch([newer]), token).status_code == 200
     response = push(client, batch([old]), token)
@@ -393,7 +401,7 @@ def test_pull_without_token_is_401(client, org, token):
 
 
 def test_hello_refuses_a_clock_far_in_the_future(client, org, token):
-    """A node whose clock runs days ahead is told to fix it; its skew is recorded."""
+    """A node whose device clock runs days ahead is told to fix it; its skew is recorded (and shown)."""
     ahead = int(time.time() * 1000) + 3 * 24 * 3600 * 1000
     body = {"node_id": NODE, "app_version": "0.1.0", "schema_version": SCHEMA_VERSION,
             "hlc": f"{ahead:015d}:000000:{NODE}", "wall_ms": ahead}

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from tests import pgtest
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "mat-khau-tich-hop"
@@ -94,18 +95,18 @@ def free_port() -> int:
 
 
 def node_env(tmp_path: Path, role: str, node_id: str, port: int, **extra: str) -> dict[str, str]:
-    """The environment of one node: its role, id, own SQLite file and port; nothing inherited from CHIBO_*."""
+    """The environment of one node: its role, id, own database and port; nothing inherited from CHIBO_*.
+
+    Field nodes get a SQLite file; central too, or a fresh PostgreSQL database when the run asks for it.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_")}
+    database = (pgtest.new_database() if role == "central" and pgtest.enabled()
+                else f"sqlite:///{tmp_path / node_id}.sqlite3")
     env.update({"CHIBO_ROLE": role, "CHIBO_NODE_ID": node_id, "CHIBO_PORT": str(port),
                 "CHIBO_HOST": "127.0.0.1", "CHIBO_SECRET_KEY": f"khoa-{node_id}",
-                "CHIBO_DATABASE_URL": f"sqlite:///{tmp_path / node_id}.sqlite3", "PYTHONUNBUFFERED": "1"})
+                "CHIBO_DATABASE_URL": database, "CHIBO_SYNC_INTERVAL": "0", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
-
-
-def db_path(env: dict[str, str]) -> str:
-    """The SQLite file of a node."""
-    return env["CHIBO_DATABASE_URL"][len("sqlite:///"):]
 
 
 def run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -151,19 +152,18 @@ class Server:
 
 
 def query(env: dict[str, str], sql: str, *args) -> list[tuple]:
-    """Read a node's database directly (read-only), as an auditor would."""
-    with sqlite3.connect(f"file:{db_path(env)}?mode=ro", uri=True) as conn:
-        return conn.execute(sql, args).fetchall()
+    """Read a node's database directly (SQLite read-only, or PostgreSQL), as an auditor would."""
+    return pgtest.query(env["CHIBO_DATABASE_URL"], sql, *args)
 
 
 def fingerprint(env: dict[str, str]) -> dict[str, object]:
     """Row counts of every table plus a hash of every synced record's id and clock stamp."""
-    tables = [r[0] for r in query(env, "SELECT name FROM sqlite_master WHERE type='table' "
-                                       "AND name NOT LIKE 'sqlite_%' AND name NOT IN ('sync_state', 'node')")]
+    url = env["CHIBO_DATABASE_URL"]
+    tables = [t for t in pgtest.tables(url) if t not in ("sync_state", "node")]
     out: dict[str, object] = {}
     for table in tables:
         out[table] = query(env, f'SELECT COUNT(*) FROM "{table}"')[0][0]
-        columns = {r[1] for r in query(env, f'PRAGMA table_info("{table}")')}
+        columns = pgtest.columns(url, table)
         if {"id", "hlc"} <= columns:
             rows = query(env, f'SELECT id, hlc FROM "{table}" ORDER BY id')
             out[f"{table}#hash"] = hashlib.sha256(repr(rows).encode()).hexdigest()

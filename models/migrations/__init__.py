@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from peewee import PostgresqlDatabase
+from peewee import BigIntegerField, PostgresqlDatabase
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator, migrate
 
 from ..base import SYNCED_MODELS, ChangeLog, HlcState, SyncState, db, write_transaction
@@ -44,8 +44,14 @@ def step_per_column_stamps(migrator) -> None:
         migrate(migrator.add_index("member", ("card_number",), False))
 
 
+def widen_node_clock_skew(migrator) -> None:
+    """node.clock_skew_ms becomes 64-bit on PostgreSQL (SQLite integers already are)."""
+    if isinstance(migrator, PostgresqlMigrator):
+        migrate(migrator.alter_column_type("node", "clock_skew_ms", BigIntegerField(default=0)))
+
+
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = [step_per_column_stamps]
+STEPS: list = [widen_node_clock_skew, step_per_column_stamps]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 
