@@ -140,13 +140,19 @@ CENTRAL_AT_CENTRAL = "central_dead_letters"
 RECONCILE_NOTE = "reconcile_note"
 
 
-def run_sync(config: Mapping[str, Any], progress: Progress | None = None, verify: bool = False) -> SyncReport:
-    """Handshake, push every pending batch, pull every page (then check the scope agrees); return what was done."""
+def run_sync(config: Mapping[str, Any], progress: Progress | None = None, verify: bool = False,
+             transport: Any = None) -> SyncReport:
+    """Handshake, push every pending batch, pull every page (then check the scope agrees); return what was done.
+
+    `transport` replaces the HTTP client (same `call`/`close` methods): the in-process simulation of
+    tests/sync_sim.py runs this very code against central's functions.
+    """
     say = progress or (lambda _line: None)
     started = time.monotonic()
     report = SyncReport()
     url, token, node_id = _require(config)
-    client = CentralClient(url, token, setting(config, "SYNC_CONNECT_TIMEOUT"), setting(config, "SYNC_READ_TIMEOUT"))
+    client = transport or CentralClient(url, token, setting(config, "SYNC_CONNECT_TIMEOUT"),
+                                        setting(config, "SYNC_READ_TIMEOUT"))
     try:
         limits = handshake(client, config, node_id, report)
         say("Đã kết nối trung tâm.")
