@@ -260,7 +260,7 @@ POLICIES: dict[str, TablePolicy] = {
     # The Party committee's monthly orientation is written at central.
     "orientation": TablePolicy("định hướng nội dung", **_CENTRAL_ONLY),
     "attendance": TablePolicy(
-        "điểm danh", create=True, delete=True, update=_cols("status", "reason"),
+        "điểm danh", create=True, delete=True, update=_cols("status", "reason", "arrived_late", "left_early"),
         invariants=(Invariant(_cols("meeting_id", "member_id"), _mark_member_in_meeting_cell),)),
     "answer_set": TablePolicy(
         "phiếu chấm", create=True, update=_cols("answered_by", "note", "submitted_at"),

@@ -180,7 +180,12 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         if before is not None:
             before._is_new = False
         try:
-            _policy.check_remote_change(pusher, model, before, merged, set(applied))
+            # The policy judges what really changes: columns whose value differs (creation time is
+            # bookkeeping: the same roll-call mark made at two places was created at two moments).
+            changed = set(applied) if current is None else {
+                c for c in applied if c != "created_at"
+                and _to_json(current.get(by_column[c].name)) != _to_json(merged.__data__.get(by_column[c].name))}
+            _policy.check_remote_change(pusher, model, before, merged, changed)
         except ValueError as exc:
             raise SetAside("policy", str(exc)[:300]) from None
     if detect:
