@@ -97,6 +97,8 @@ def start_sync(env: dict[str, str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+# The field node is on SQLite in both passes: one run is enough.
+@pytest.mark.sqlite_only
 def test_taps_during_a_long_pull_all_succeed_and_are_all_stored(nodes):
     """300 taps from two tablets while the node pulls 2,500 new members: zero errors, zero losses."""
     central, _central_server, field, field_server, ids = nodes
