@@ -49,7 +49,9 @@ def env_for(tmp: Path, role: str, node: str, port: int, **extra: str) -> dict[st
     """A node's environment (nothing inherited from CHIBO_*)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_")}
     env.update({"CHIBO_ROLE": role, "CHIBO_NODE_ID": node, "CHIBO_PORT": str(port), "CHIBO_SECRET_KEY": "bench",
-                "CHIBO_DATABASE_URL": f"sqlite:///{tmp / node}.sqlite3", **extra})
+                "CHIBO_DATABASE_URL": f"sqlite:///{tmp / node}.sqlite3",
+                # Only the measured syncs run: no timer sync in the field node's server.
+                "CHIBO_SYNC_INTERVAL": "0", **extra})
     return env
 
 

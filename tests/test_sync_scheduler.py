@@ -135,6 +135,7 @@ def test_a_lock_left_by_a_killed_sync_is_taken_over(field_app):
         release(me)
 
 
+@pytest.mark.sqlite_only  # the timer lives on the field node, on SQLite in both passes
 def test_a_field_node_syncs_on_its_own_timer(tmp_path):
     """Nobody runs `flask sync`: the node's server pulls central's organisation by itself."""
     central_env = node_env(tmp_path, "central", "central", free_port())
