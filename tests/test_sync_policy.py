@@ -25,7 +25,7 @@ from models.members import MemberStatusChange, Position, assign_position, change
 from models.policy import FIXED, POLICIES, PolicyViolation, changed_columns, check_remote_change
 from sync.protocol import Refusal
 
-from conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 ARGON = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
 
