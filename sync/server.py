@@ -197,11 +197,12 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
     aside: list[dict[str, Any]] = []
     try:
         with write_transaction():
-            # Checked again under the write lock: a concurrent push of the same batch may have won.
+            # The clock row first: on PostgreSQL it is the feed's lock, so a concurrent push of the same
+            # batch has committed (or not begun) when the idempotency store is checked again below.
+            observe_batch(changes)
             stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
             if stored is not None:
                 return _replay(stored, node, body), True
-            observe_batch(changes)
             for index, change in enumerate(changes):
                 try:
                     model, record_id, hlc, payload = check_change_shape(change)
