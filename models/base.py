@@ -291,8 +291,9 @@ class SyncedModel(BaseModel):
             else:
                 payload["base"] = {c: previous[c] for c in changed}
                 if "deleted_at" in changed and self.deleted_at is not None:
-                    # A delete says which version it saw, so a concurrent edit is shown, not lost.
-                    payload["seen"] = old["hlc"]
+                    # A delete says which version of every column it saw, so an edit it had not seen
+                    # (even under a later edit of another column here) is shown, not lost.
+                    payload["seen"] = {c: previous[c] for c in columns if c != "deleted_at"}
             ChangeLog.append(model._meta.table_name, self.id, stamp, clock.node_id, scope, payload)
         return result
 

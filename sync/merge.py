@@ -82,8 +82,10 @@ def check_change_shape(change: Any) -> tuple[type[SyncedModel], str, str, dict[s
                     decode(value)
                 except ValueError as exc:
                     raise SetAside("invalid", str(exc)[:200]) from None
-    if payload.get("seen") is not None and not isinstance(payload.get("seen"), str):
-        raise SetAside("invalid", "payload.seen phải là một dấu thời gian.")
+    seen = payload.get("seen")
+    if seen is not None and not isinstance(seen, str) and not (
+            isinstance(seen, dict) and all(isinstance(v, str) for v in seen.values())):
+        raise SetAside("invalid", "payload.seen phải là dấu thời gian (hoặc cột → dấu thời gian).")
     return model, record_id, hlc, payload
 
 
@@ -377,7 +379,11 @@ def _delete_edit(model: type[SyncedModel], record_id: str, current: dict, cur_st
     edits = [c for c in fields if c != "deleted_at"]
     if deleting and current.get("deleted_at") is None:
         seen = payload.get("seen")
-        if seen and any(s > seen for c, s in cur_stamps.items() if c != "deleted_at"):
+        if isinstance(seen, dict):
+            unseen = any(s > (seen.get(c) or "") for c, s in cur_stamps.items() if c != "deleted_at")
+        else:
+            unseen = bool(seen) and any(s > seen for c, s in cur_stamps.items() if c != "deleted_at")
+        if unseen:
             _record_conflict(model, record_id, "", "delete_edit", who, winner=("deleted", fields["deleted_at"]),
                              loser=("edited", current["hlc"]))
             return 1
