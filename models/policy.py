@@ -232,8 +232,9 @@ POLICIES: dict[str, TablePolicy] = {
     "position": TablePolicy(
         "chức vụ", create=True, update=_cols("end_on", "note"),
         invariants=(Invariant(_cols("kind"), _position_is_cell_level, always=True),)),
+    # A meeting entered by mistake may be deleted by its cell's node (its roll call goes with it).
     "meeting": TablePolicy(
-        "buổi sinh hoạt", create=True,
+        "buổi sinh hoạt", create=True, delete=True,
         update=_cols("kind", "held_on", "starts_at", "ends_at", "title", "status", "is_model", "rule_set_id",
                      "place", "started_at", "ended_at", "chair_id", "secretary_id", "conclusion_kind",
                      "conclusion", "moved_from", "move_reason", "lessons"),

@@ -188,8 +188,6 @@ def check_delete_edit(sim: Sim, groups: dict, shown: set, losers: dict) -> list[
                             or (edit.actor == delete.actor and edit.step < delete.step)
                             or json.dumps(edit.value, ensure_ascii=False) in losers.get((t, r, c), set())):
                         continue
-                    if not ALL_SITUATIONS and edit.stamp < max(delete.known.values()):
-                        continue  # the known defect of test_delete_after_own_later_edit_... (xfail below)
                     problems.append(f"{table}/{rid}: delete by {delete.actor} at step {delete.step} had not seen "
                                     f"the edit of {c} to {edit.value!r} by {edit.actor} at step {edit.step}; "
                                     "no delete-versus-edit conflict is shown")
@@ -349,9 +347,6 @@ def test_meeting_deleted_at_central_while_the_node_marks_it(tmp_path):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="core defect: a delete carries one 'seen' stamp (the row's newest); a later "
-                                       "edit of another column at the node lifts it above central's unseen edit, "
-                                       "so no delete-versus-edit conflict is recorded (found by seed 712)")
 def test_delete_after_own_later_edit_still_shows_the_unseen_central_edit(tmp_path):
     """Central retitles doi-1's meeting; doi-1, not having pulled, changes its status, then deletes it."""
     sim = Sim(tmp_path, 0)

@@ -325,7 +325,7 @@ def test_an_honest_secretary_writes_pass_both_checks(held):
     seed_checklists()
     with field_node(), acting_as(user("bithu1").id, "Bí thư Một"):
         before = queued()
-        meeting = Meeting.create(cell=held.cell.id, held_on=dt.date.today(), title="Họp tại đội")
+        meeting = Meeting.create(cell=held.cell.id, held_on=dt.date.today() - dt.timedelta(days=40), kind="extraordinary", title="Họp tại đội")
         for member in held.members[:3]:
             set_attendance(meeting, member.id, "present")
         set_attendance(meeting, held.members[0].id, None)  # one tap more: excused
