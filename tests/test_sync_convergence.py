@@ -42,6 +42,9 @@ from models.base import _to_json, column_stamps, data_columns
 from models.sync_state import Conflict, DeadLetter
 from tests.sync_sim import ALL_SITUATIONS, CENTRAL, NODES, Sim, random_history, template_dir
 
+# The simulation keeps every node, central included, on SQLite files: one pass is enough.
+pytestmark = pytest.mark.sqlite_only
+
 HISTORIES = int(os.environ.get("CHIBO_CONVERGENCE_HISTORIES", "1000"))
 CHUNK = 50
 FIRST_SEED = 1
