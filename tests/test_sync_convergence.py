@@ -15,8 +15,8 @@ fast clock is fixed and every node syncs until a whole round moves nothing, twic
   that had not seen an edit of the record is shown as a delete-versus-edit conflict;
 - no dead letters, and no live mark, status change or position under a deleted parent.
 Left out: moves of a cell to another node (being built in another branch) and reviving a deleted
-roll-call mark (the model treats a tombstone as final). The delete-versus-edit check tolerates the
-the scripted histories at the end reproduce the defects it found (all fixed).
+roll-call mark (the model treats a tombstone as final). The scripted histories at the end reproduce
+the four defects it found in the core (all fixed since).
 
 Environment: CHIBO_CONVERGENCE_HISTORIES (default 1000, in chunks of 50), CHIBO_CONVERGENCE_WORKERS
 (processes; default one per CPU), CHIBO_CONVERGENCE_QUIET (quiet rounds that end a quiesce, default 1).
