@@ -5,6 +5,11 @@ The database is a SQLite file by default; with `CHIBO_TEST_DB=postgres` the app 
 fresh PostgreSQL database per test instead (see tests/pgtest.py)."""
 from __future__ import annotations
 
+import os
+
+# Cheapest argon2id for the suite (models/users.py); set before the app is imported, kept by node_env.
+os.environ.setdefault("CHIBO_TEST_FAST_HASH", "1")
+
 import datetime as dt
 import re
 from contextlib import contextmanager

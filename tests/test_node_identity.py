@@ -63,7 +63,7 @@ def test_a_field_node_database_refuses_another_node_id_and_never_seeds(tmp_path)
 
 def field_env(tmp_path: Path, node_id: str = "doi-1") -> dict[str, str]:
     """The environment `python app.py` reads for a field node on tmp_path's database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_") or k == "CHIBO_TEST_FAST_HASH"}
     env.update({"CHIBO_ROLE": "field", "CHIBO_NODE_ID": node_id, "CHIBO_SECRET_KEY": "khoa",
                 "CHIBO_DATABASE_URL": f"sqlite:///{tmp_path / 'node.sqlite3'}", "CHIBO_SYNC_INTERVAL": "0"})
     return env

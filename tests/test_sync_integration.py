@@ -99,7 +99,7 @@ def node_env(tmp_path: Path, role: str, node_id: str, port: int, **extra: str) -
 
     Field nodes get a SQLite file; central too, or a fresh PostgreSQL database when the run asks for it.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_") or k == "CHIBO_TEST_FAST_HASH"}
     database = (pgtest.new_database() if role == "central" and pgtest.enabled()
                 else f"sqlite:///{tmp_path / node_id}.sqlite3")
     env.update({"CHIBO_ROLE": role, "CHIBO_NODE_ID": node_id, "CHIBO_PORT": str(port),
