@@ -180,7 +180,8 @@ def check_delete_edit(sim: Sim, groups: dict, shown: set, losers: dict) -> list[
     for (table, rid, column), writes in groups.items():
         if column != "deleted_at" or (table, rid) in shown:
             continue
-        for delete in (w for w in writes if w.value is not None and w.known is not None):
+        deletes = [w for w in writes if w.value is not None and w.known is not None]
+        for delete in deletes:
             for (t, r, c), edits in groups.items():
                 if (t, r) != (table, rid) or c == "deleted_at":
                     continue
@@ -191,6 +192,8 @@ def check_delete_edit(sim: Sim, groups: dict, shown: set, losers: dict) -> list[
                             or (edit.actor == delete.actor and edit.step < delete.step)
                             or json.dumps(edit.value, ensure_ascii=False) in losers.get((t, r, c), set())):
                         continue
+                    if any(other.known and edit.stamp in _ancestors(edits, other.known.get(c)) for other in deletes):
+                        continue  # another delete saw this edit (its writer deleted the record after it)
                     problems.append(f"{table}/{rid}: delete by {delete.actor} at step {delete.step} had not seen "
                                     f"the edit of {c} to {edit.value!r} by {edit.actor} at step {edit.step}; "
                                     "no delete-versus-edit conflict is shown")
