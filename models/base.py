@@ -83,6 +83,10 @@ class ValidationError(ValueError):
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
         self.errors = errors
 
+    def __reduce__(self):
+        """Picklable (a worker process can hand it back)."""
+        return (type(self), (self.errors,))
+
 
 class BaseModel(Model):
     """Base for every table; binds to the proxy configured by create_app."""

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import requests
 from peewee import DataError, IntegrityError, fn
 
-from models import ChangeLog, SyncState, clock, db
+from models import ChangeLog, SyncState, ValidationError, clock, db
 from models.base import utcnow, write_transaction
 from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
@@ -388,6 +388,10 @@ def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple
             except (IntegrityError, DataError) as exc:
                 set_aside("central", f"pull:{next_cursor}"[:36], index, change,
                           SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}"))
+                aside += 1
+                continue
+            except ValidationError as exc:
+                set_aside("central", f"pull:{next_cursor}"[:36], index, change, SetAside("invalid", str(exc)[:300]))
                 aside += 1
                 continue
             applied += int(bool(outcome.applied))

@@ -228,7 +228,7 @@ def _follow_tombstones(model: type[SyncedModel], record_id: str, current: dict |
     conflicts = 0
     if deleted_parents:
         record = model.get_by_id(record_id)
-        record.soft_delete()
+        conflicts += _tombstone_or_flag(record, who)
         for parent, parent_id in deleted_parents:
             _record_conflict(parent, parent_id, "", "delete_edit", who, winner=("deleted", ""),
                              loser=(f"{model._meta.table_name}/{record_id}", record.hlc))
@@ -236,8 +236,20 @@ def _follow_tombstones(model: type[SyncedModel], record_id: str, current: dict |
     elif "deleted_at" in applied and merged.deleted_at is not None and (current or {}).get("deleted_at") is None:
         record = model.get_by_id(record_id)
         for child in record.live_children():
-            child.soft_delete()
+            conflicts += _tombstone_or_flag(child, who)
     return conflicts
+
+
+def _tombstone_or_flag(record: SyncedModel, who: str) -> int:
+    """Delete a record at central; when a rule forbids it (a signed meeting), keep it and show a conflict."""
+    try:
+        with db.atomic():
+            record.soft_delete()
+        return 0
+    except ValidationError:
+        _record_conflict(type(record), record.id, "", "delete_edit", who, winner=("kept", record.hlc),
+                         loser=("deleted", ""))
+        return 1
 
 
 def _seen(record_id: str, stamp: str) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from peewee import DataError, IntegrityError, fn
 
-from models import ChangeLog, Node, clock
+from models import ChangeLog, Node, ValidationError, clock
 from models.base import _short, utcnow, write_transaction
 from models.clock import decode
 from models.migrations import SCHEMA_VERSION, database_identity
@@ -216,6 +216,10 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
                     aside.append(set_aside(node.id, body["batch_id"], index, change,
                                            SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}")))
                     continue
+                except ValidationError as exc:
+                    aside.append(set_aside(node.id, body["batch_id"], index, change,
+                                           SetAside("invalid", f"Vi phạm quy tắc: {exc}")))
+                    continue
                 applied += int(bool(outcome.applied))
                 skipped += int(not outcome.applied)
                 conflicts += outcome.conflicts
@@ -307,6 +311,10 @@ def retry_one(letter: DeadLetter, central: bool = True) -> bool:
                              detect=False, log=False)
     except SetAside as refused:
         DeadLetter.update(reason=refused.reason[:32], message=refused.message,
+                          attempts=DeadLetter.attempts + 1).where(DeadLetter.id == letter.id).execute()
+        return False
+    except ValidationError as exc:
+        DeadLetter.update(reason="invalid", message=f"Vi phạm quy tắc: {str(exc)[:300]}",
                           attempts=DeadLetter.attempts + 1).where(DeadLetter.id == letter.id).execute()
         return False
     except (IntegrityError, DataError) as exc:
