@@ -129,6 +129,7 @@ def test_install_commands_work_on_an_externally_managed_python():
     first = re.search(r"```bash\n(.+?)\n```", readme).group(1)
     assert "\n" not in first and "python3 -m venv .venv" in first and ".venv/bin/python" in first
     assert "pip install -e ." in first and "app.py --demo" in first
-    assert "python3 -m venv" in ci and ".venv/bin/python -m pip install" in ci and ".venv/bin/python -m pytest" in ci
+    assert "python3 -m venv" in ci and ".venv/bin/python -m pip install" in ci and "bash .ci/test" in ci
+    assert '.venv/bin:$PATH' in ci  # the test command runs the virtual environment's python3
     assert not re.search(r"^python3 -m pip install", ci, re.M)
     assert "https://" in readme.split("A field node in three steps")[1].split("\n\n")[0]

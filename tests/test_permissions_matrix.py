@@ -11,7 +11,8 @@ PUBLIC = {"static", "auth.login", "favicon"}  # the tab icon holds nothing priva
 
 def _dummy_url(rule) -> str:
     """The rule's URL with every variable filled by a value no record has."""
-    values = {name: "khong-co" for name in rule.arguments}
+    values = {name: 0 if type(rule._converters[name]).__name__ == "IntegerConverter" else "khong-co"
+              for name in rule.arguments}
     from flask import url_for
 
     return url_for(rule.endpoint, **values)

@@ -39,7 +39,7 @@ with app.app_context(), db.connection_context():
     assign_position(mover, "chi_uy_vien", dt.date(2020, 6, 1))
     assign_position(mover, "pho_bi_thu", dt.date(2022, 6, 1), "Bầu tại đại hội chi bộ")
     for i in range(20):
-        meeting = Meeting.create(cell=cb02.id, held_on=dt.date(2023, 1, 5) + dt.timedelta(days=30 * i),
+        meeting = Meeting.create(cell=cb02.id, held_on=dt.date(2023 + i // 12, i % 12 + 1, 5),
                                  title=f"Sinh hoạt kỳ {i + 1}")
         Attendance.create(meeting=meeting.id, member=mover.id, status="present" if i % 4 else "excused",
                           reason="" if i % 4 else "Đi công tác")
@@ -66,7 +66,7 @@ app = create_app()
 with app.app_context(), db.connection_context():
     ids = json.loads(sys.argv[1])
     for i in range(2):
-        meeting = Meeting.create(cell=ids["cb02"], held_on=dt.date(2024, 10, 5) + dt.timedelta(days=30 * i),
+        meeting = Meeting.create(cell=ids["cb02"], held_on=dt.date(2024 + (9 + i) // 12, (9 + i) % 12 + 1, 5),
                                  title=f"Sinh hoạt tại đội {i + 1}")
         for member_id in [ids["mover"]] + ids["stay"]:
             set_attendance(meeting, member_id, "present")

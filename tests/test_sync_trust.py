@@ -62,6 +62,7 @@ with app.app_context(), db.connection_context():
         for member_id in ids["people"]["CB02"]:
             set_attendance(meeting, member_id, "present")
     models.base.FIELD_NODE = None  # the attacker's build: no scope guard, no policy before queueing
+    models.base.SyncedModel.check_columns = lambda self: None  # ... and no column limits
     # Records of other nodes are not here: the attacker points at them by id anyway.
     db.execute_sql("PRAGMA foreign_keys = OFF")
     with audit_suppressed():
