@@ -55,8 +55,18 @@ ERROR_TEXTS = {
 }
 
 
+def _refuse_nul_bytes():
+    """A NUL character is never valid input (PostgreSQL cannot even store it): 400 before any query."""
+    from flask import abort, request
+
+    values = list(request.args.values()) + (list(request.form.values()) if request.mimetype and "form" in request.mimetype else [])
+    if any("\x00" in value for value in values) or "\x00" in request.path:
+        abort(400, description="Dữ liệu gửi lên chứa ký tự không hợp lệ (NUL).")
+
+
 def init_web(app: Flask) -> None:
     """Wire extensions, headers, error handlers and template helpers into the app."""
+    app.before_request(_refuse_nul_bytes)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=lambda: "vi", timezone_selector=lambda: "Asia/Ho_Chi_Minh")
     htmx.init_app(app)

@@ -54,6 +54,7 @@ from models import Attendance, AuditEntry, Member, User, db
 from models.audit import acting_as, audit_suppressed
 from models.meetings import Meeting, set_attendance
 import models.base
+
 attack, ids = sys.argv[1], json.loads(sys.argv[2])
 app = create_app()
 with app.app_context(), db.connection_context():
@@ -98,6 +99,10 @@ with app.app_context(), db.connection_context():
             raise SystemExit(f"unknown attack {attack}")
     print(meeting.id)
 """
+
+# One central serves the whole module (module-scoped); the PostgreSQL pass drops each test's databases
+# after the test, so this module runs in the SQLite pass (the policy itself is tested on both).
+pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture(scope="module")
