@@ -178,7 +178,7 @@ def test_per_field_merge_conflicts_deletes_and_duplicates(setup):
         assert query(env, "SELECT full_name, birth_year FROM member WHERE id=?", a) == [("Hoàng Thị Hoa (đổi tên)", 1980)]
     # Same field: one provisional winner everywhere, both values kept in a conflict at central.
     assert member_name(central_env, b) == member_name(field_env, b)
-    conflicts = query(central_env, "SELECT id, kind, "column", winner_json, loser_json FROM sync_conflict "
+    conflicts = query(central_env, "SELECT id, kind, \"column\", winner_json, loser_json FROM sync_conflict "
                                    "WHERE record_id=? AND resolved_at IS NULL", b)
     assert len(conflicts) == 1 and conflicts[0][1:3] == ("field", "full_name")
     assert {json.loads(conflicts[0][3]), json.loads(conflicts[0][4])} == {"Võ Văn Khoa — bản ở đội",
@@ -204,7 +204,7 @@ def test_per_field_merge_conflicts_deletes_and_duplicates(setup):
     assert "Xung đột" in page and "Võ Văn Khoa — bản ở đội" in page and "Khôi phục bản ghi" in page
     for record_id, choice in ((b, None), (c, "restore"), (twin, "merge")):
         conflict_id, kind, _col, winner, loser = query(
-            central_env, "SELECT id, kind, "column", winner_json, loser_json FROM sync_conflict WHERE record_id=? "
+            central_env, "SELECT id, kind, \"column\", winner_json, loser_json FROM sync_conflict WHERE record_id=? "
                          "AND resolved_at IS NULL", record_id)[0]
         if choice is None:
             choice = "winner" if json.loads(winner) == "Võ Văn Khoa — bản ở đội" else "loser"
