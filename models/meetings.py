@@ -14,6 +14,7 @@ from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextFiel
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell
 from .org import Cell, cell_node
+from .rowcache import active, lookup, lookup_row
 from .rules import RuleSet, rule_set_for
 
 MEETING_KINDS = {
@@ -150,6 +151,11 @@ def duration_minutes(meeting: "Meeting") -> float | None:
 
 def meeting_node(meeting_id: str) -> str:
     """The node holding a meeting's cell (raw SQL: it runs on every write of a meeting's records)."""
+    if active() is not None:  # a batch being applied: its cache knows the meeting, even one it just wrote
+        row = lookup_row(Meeting, meeting_id)
+        if row is None:
+            raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
+        return cell_node(row["cell"])
     database = Meeting._meta.database
     row = database.execute_sql(
         f"SELECT c.node_id FROM meeting m JOIN cell c ON c.id = m.cell_id WHERE m.id = {database.param}",
@@ -161,6 +167,8 @@ def meeting_node(meeting_id: str) -> str:
 
 def meeting_is_locked(meeting_id: str) -> bool:
     """True when the stored meeting is signed and locked (children refuse local writes then)."""
+    if active() is not None:
+        return lookup(Meeting, meeting_id, "status") == "closed"
     database = Meeting._meta.database
     row = database.execute_sql(f"SELECT status FROM meeting WHERE id = {database.param}", (meeting_id,)).fetchone()
     return bool(row) and row[0] == "closed"

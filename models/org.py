@@ -9,6 +9,7 @@ from __future__ import annotations
 from peewee import CharField, DateField, ForeignKeyField, IntegerField
 
 from .base import SyncedModel, ValidationError, register
+from .rowcache import active, lookup_row
 
 ORG_LEVELS = {"dang_bo_co_so": "Đảng bộ cơ sở", "trung_gian": "Cấp trung gian"}
 
@@ -27,6 +28,11 @@ CENTRAL_NODE = "central"
 
 def cell_node(cell_id: str) -> str:
     """The node holding a cell (raw SQL: this runs on every synced write of a cell's records)."""
+    if active() is not None:  # a batch being applied: its cache knows the cell, even one it just wrote
+        row = lookup_row(Cell, cell_id)
+        if row is None:
+            raise ValidationError({"cell": "Chi bộ không tồn tại."})
+        return row["node_id"]
     database = Cell._meta.database
     row = database.execute_sql(f"SELECT node_id FROM cell WHERE id = {database.param}", (cell_id,)).fetchone()
     if row is None:

@@ -31,6 +31,7 @@ from .checklists import Answer, AnswerSet, TemplateItem, TemplateVersion
 from .meetings import Meeting
 from .members import CELL_COMMITTEE, Member
 from .org import CENTRAL_NODE
+from .rowcache import lookup, lookup_row
 from .users import User
 
 MAX_MESSAGE = 300
@@ -91,12 +92,12 @@ class TablePolicy:
 
 def _member_cell(member_id: Any) -> str | None:
     """The cell of a member (tombstones included), or None when central has no such member."""
-    return Member.select(Member.cell).where(Member.id == member_id).scalar() if member_id else None
+    return lookup(Member, member_id, "cell") if member_id else None
 
 
 def _mark_member_in_meeting_cell(c: Change) -> str | None:
     """A roll-call mark names a member of the meeting's own cell."""
-    meeting_cell = Meeting.select(Meeting.cell).where(Meeting.id == c.after.get("meeting_id")).scalar()
+    meeting_cell = lookup(Meeting, c.after.get("meeting_id"), "cell")
     member_cell = _member_cell(c.after.get("member_id"))
     if meeting_cell is None or member_cell is None or member_cell != meeting_cell:
         return "đảng viên được điểm danh không thuộc chi bộ của buổi sinh hoạt"
@@ -109,7 +110,7 @@ def _member_in_meeting_cell(column: str, what: str) -> Callable[[Change], str | 
         member_id = c.after.get(column)
         if member_id is None:
             return None
-        meeting_cell = Meeting.select(Meeting.cell).where(Meeting.id == c.after.get("meeting_id")).scalar()
+        meeting_cell = lookup(Meeting, c.after.get("meeting_id"), "cell")
         if meeting_cell is None or _member_cell(member_id) != meeting_cell:
             return f"{what} không thuộc chi bộ của buổi sinh hoạt"
         return None
@@ -158,7 +159,7 @@ def _audit_describes_record_in_scope(c: Change) -> str | None:
     model = SYNCED_MODELS.get(table)
     if model is None or table == "audit_entry":
         return "nhật ký thay đổi phải mô tả một bản ghi của bảng đồng bộ"
-    record = model.get_or_none(model.id == c.after.get("record_id"))
+    record = _instance(model, lookup_row(model, c.after.get("record_id")))
     # A record created in the same push arrives after its audit entry: its own change is checked then.
     if record is not None and _scope_of(record) != c.node_id:
         return "nhật ký thay đổi mô tả một bản ghi ngoài phạm vi của nút"
@@ -170,7 +171,7 @@ def _audit_actor_known_here(c: Change) -> str | None:
     user_id = c.after.get("user_id")
     if not user_id:
         return None
-    user = User.get_or_none(User.id == user_id)
+    user = _instance(User, lookup_row(User, user_id))
     if user is None or _scope_of(user) not in (c.node_id, "*"):
         return "người thực hiện trong nhật ký không phải tài khoản làm việc được tại nút này"
     return None
@@ -186,8 +187,7 @@ def _position_is_cell_level(c: Change) -> str | None:
 
 def _answer_set_version_in_use(c: Change) -> str | None:
     """A sheet is filled with a published (or since retired) version, never a draft."""
-    status = TemplateVersion.select(TemplateVersion.status).where(
-        TemplateVersion.id == c.after.get("version_id")).scalar()
+    status = lookup(TemplateVersion, c.after.get("version_id"), "status")
     if status is None or status == "draft":
         return "phiếu chấm phải dùng một phiên bản mẫu phiếu đã ban hành"
     return None
@@ -195,8 +195,8 @@ def _answer_set_version_in_use(c: Change) -> str | None:
 
 def _answer_item_in_set_version(c: Change) -> str | None:
     """An answer is for an item of its sheet's version."""
-    set_version = AnswerSet.select(AnswerSet.version).where(AnswerSet.id == c.after.get("answer_set_id")).scalar()
-    item_version = TemplateItem.select(TemplateItem.version).where(TemplateItem.id == c.after.get("item_id")).scalar()
+    set_version = lookup(AnswerSet, c.after.get("answer_set_id"), "version")
+    item_version = lookup(TemplateItem, c.after.get("item_id"), "version")
     if set_version is None or set_version != item_version:
         return "câu trả lời phải thuộc một tiêu chí của đúng phiên bản phiếu"
     return None
@@ -360,6 +360,16 @@ def _check(c: Change) -> None:
             reason = invariant.check(c)
             if reason:
                 raise PolicyViolation(f"{where} không được ghi {what}: {reason}.", table)
+
+
+def _instance(model: type[SyncedModel], row: dict[str, Any] | None) -> SyncedModel | None:
+    """A model instance from a looked-up row (None stays None)."""
+    if row is None:
+        return None
+    record = model(__no_default__=True)
+    record.__data__.update(row)
+    record._is_new = False
+    return record
 
 
 def _scope_of(record: SyncedModel) -> str:

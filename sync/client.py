@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import requests
-from peewee import DataError, IntegrityError, fn
+from peewee import fn
 
-from models import ChangeLog, SyncState, ValidationError, clock, db
+from models import ChangeLog, SyncState, clock
 from models.base import utcnow, write_transaction
 from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
-from .merge import SetAside, apply_change, apply_left_scope, check_change_shape, in_savepoint
+from .batch import apply_batch
+from .merge import Outcome, apply_change, apply_left_scope, check_change_shape
 from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PUSHED_SEQ, acknowledge, next_batch,
                      pushed_seq)
 from .protocol import API_PREFIX, SyncError, setting
@@ -373,31 +374,23 @@ def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple
                 clock.observe(newest)
             except ValueError:
                 pass
-        for index, change in enumerate(changes):
-            if apply_left_scope(change):  # handover (helper 'handover'): the record left this node's scope
-                continue
-            try:
-                model, record_id, hlc, payload = check_change_shape(change)
-                origin = change.get("origin") if isinstance(change.get("origin"), str) else "central"
-                with in_savepoint():
-                    outcome = apply_change(model, record_id, hlc, payload, origin=origin[:32], log=False)
-            except SetAside as refused:
-                set_aside("central", f"pull:{next_cursor}"[:36], index, change, refused)
-                aside += 1
-                continue
-            except (IntegrityError, DataError) as exc:
-                set_aside("central", f"pull:{next_cursor}"[:36], index, change,
-                          SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}"))
-                aside += 1
-                continue
-            except ValidationError as exc:
-                set_aside("central", f"pull:{next_cursor}"[:36], index, change, SetAside("invalid", str(exc)[:300]))
-                aside += 1
-                continue
-            applied += int(bool(outcome.applied))
+        result = apply_batch(changes, _apply_pulled)
+        for index, change, refused in result.refused:
+            set_aside("central", f"pull:{next_cursor}"[:36], index, change, refused)
+        aside = len(result.refused)
+        applied = sum(1 for _index, outcome in result.outcomes if outcome is not None and outcome.applied)
         retry_dead_letters("central", reasons=("missing_parent", "missing_record", "parent_deleted"))
         SyncState.set_value(PULL_CURSOR, str(next_cursor))
     return applied, aside
+
+
+def _apply_pulled(_index: int, change: Any) -> Outcome | None:
+    """Merge one change of central's feed here (a handover notice is applied as such); None for a notice."""
+    if apply_left_scope(change):  # handover: the record left this node's scope
+        return None
+    model, record_id, hlc, payload = check_change_shape(change)
+    origin = change.get("origin") if isinstance(change.get("origin"), str) else "central"
+    return apply_change(model, record_id, hlc, payload, origin=origin[:32], log=False)
 
 
 def _remember_failure(message: str) -> None:

@@ -27,6 +27,7 @@ from peewee import DataError, ForeignKeyField, IntegrityError
 from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
 from models.base import META_COLUMNS, _short, _to_json, column_stamps, data_columns, sparse_stamps, utcnow
 from models.clock import decode
+from models.rowcache import active, lookup_row
 from models.sync_state import Conflict, DeadLetter
 
 try:  # The write policy (trust boundary) lives with the models; absent in older trees.
@@ -118,8 +119,10 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
 
-    current = model.select().where(model.id == record_id).dicts().first()
+    current = lookup_row(model, record_id)
     outcome = Outcome()
+    # Conflicts are recorded only once the change has passed every check (a refused change leaves none).
+    found: list[tuple] = []
     if current is None:
         missing = [c for c in columns if c not in fields and not by_column[c].null and by_column[c].default is None]
         if missing:
@@ -151,18 +154,18 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             if detect and base is not None and c in base and cur != base[c] and cur > base[c] and c != "deleted_at":
                 if _to_json(current.get(name)) != _to_json(values.get(name)) and not (n < cur and _seen(record_id, n)):
                     winner_incoming = n > cur
-                    _record_conflict(model, record_id, c, "field", pusher or origin,
-                                     winner=(fields[c], n) if winner_incoming else (_to_json(current.get(name)), cur),
-                                     loser=(_to_json(current.get(name)), cur) if winner_incoming else (fields[c], n))
-                    outcome.conflicts += 1
+                    found.append((model, record_id, c, "field", pusher or origin, dict(
+                        winner=(fields[c], n) if winner_incoming else (_to_json(current.get(name)), cur),
+                        loser=(_to_json(current.get(name)), cur) if winner_incoming else (fields[c], n))))
         if detect:
-            outcome.conflicts += _delete_edit(model, record_id, current, cur_stamps, fields, payload, pusher or origin)
+            found.extend(_delete_edit(model, record_id, current, cur_stamps, fields, payload, pusher or origin))
         new_stamps = dict(cur_stamps)
         new_stamps.update({c: incoming[c] for c in applied})
         data = dict(current)
         for c in applied:
             data[by_column[c].name] = values[by_column[c].name]
         if not applied:
+            _record_found(found, outcome)
             return outcome
 
     merged = model(**{k: v for k, v in data.items() if k not in ("hlc", "stamps", "updated_at")})
@@ -190,17 +193,25 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             _policy.check_remote_change(pusher, model, before, merged, changed)
         except ValueError as exc:
             raise SetAside("policy", str(exc)[:300]) from None
+    _record_found(found, outcome)
     if detect:
         outcome.conflicts += _duplicates(model, merged, applied, pusher or origin)
 
     new_hlc = max(new_stamps.values())
     row = {by_column[c].name: merged.__data__.get(by_column[c].name) for c in columns}
     row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=utcnow())
+    cache = active()
     if current is None:
         row.update(id=record_id, owner=data["owner"])
-        model.insert(**row).execute()
+        if cache is not None:
+            cache.write(model, record_id, row, insert=True)
+        else:
+            model.insert(**row).execute()
     else:
-        model.update(**row).where(model.id == record_id).execute()
+        if cache is not None:
+            cache.write(model, record_id, {**current, **row}, insert=False)
+        else:
+            model.update(**row).where(model.id == record_id).execute()
     outcome.applied = applied
     if log:
         _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged)
@@ -217,7 +228,11 @@ def _log_applied(model, record_id, row, by_column, applied, incoming, data, orig
     older = {c: incoming[c] for c in applied if incoming[c] != top}
     if older:
         out["stamps"] = older
-    ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
+    cache = active()
+    if cache is not None:
+        cache.log((model._meta.table_name, record_id, top, origin, merged.sync_scope(), out, utcnow()))
+    else:
+        ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
 
 
 def _follow_tombstones(model: type[SyncedModel], record_id: str, current: dict | None, merged: SyncedModel,
@@ -267,15 +282,12 @@ def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[
         if target is None:
             continue
         parent = fk.rel_model
-        row = parent.select(parent._meta.primary_key).where(parent._meta.primary_key == target)
-        if "deleted_at" in parent._meta.fields:
-            row = parent.select(parent._meta.primary_key, parent.deleted_at).where(parent._meta.primary_key == target)
-        found = row.tuples().first()
+        found = lookup_row(parent, target)
         if found is None:
             raise SetAside("missing_parent", f"Bản ghi {model._meta.table_name}/{merged.id} trỏ tới "
                                              f"{parent._meta.table_name}/{target} chưa có tại đây; sẽ thử lại khi "
                                              "bản ghi cha tới.")
-        if len(found) > 1 and found[1] is not None and merged.deleted_at is None:
+        if found.get("deleted_at") is not None and merged.deleted_at is None:
             deleted.append((parent, target))
     return deleted
 
@@ -315,7 +327,7 @@ def check_parent_scope(model: type[SyncedModel], merged: SyncedModel, applied: l
         target = merged.__data__.get(fk.name)
         if target is None or target == record_id:
             continue
-        parent = _load_row(fk.rel_model, target)
+        parent = _as_record(fk.rel_model, lookup_row(fk.rel_model, target))
         if parent is None:
             continue
         try:
@@ -328,24 +340,12 @@ def check_parent_scope(model: type[SyncedModel], merged: SyncedModel, applied: l
                                            f"chuyển sang phạm vi {scope} (chuyển chi bộ hoặc bàn giao).")
 
 
-_ROW_SQL: dict[type, tuple[str, list[str]]] = {}
-
-
-def _load_row(model: type[SyncedModel], record_id: str) -> SyncedModel | None:
-    """One record by id with fixed SQL text (building ORM SQL costs milliseconds per change)."""
-    if model not in _ROW_SQL:
-        fields = model._meta.sorted_fields
-        columns = ", ".join(f'"{f.column_name}"' for f in fields)
-        _ROW_SQL[model] = (f'SELECT {columns} FROM "{model._meta.table_name}" WHERE "id" = {{}}',
-                           [f.name for f in fields])
-    sql, names = _ROW_SQL[model]
-    database = model._meta.database
-    row = database.execute_sql(sql.format(database.param), (record_id,)).fetchone()
+def _as_record(model: type[SyncedModel], row: dict[str, Any] | None) -> SyncedModel | None:
+    """A looked-up row as a model instance, straight into __data__ (only its scope is read)."""
     if row is None:
         return None
-    # Straight into __data__: only the scope is read, and per-field setattr costs more than the query.
     record = model(__no_default__=True)
-    record.__data__.update(zip(names, row))
+    record.__data__.update(row)
     record._is_new = False
     return record
 
@@ -385,8 +385,8 @@ def _left_letter(change: dict, message: str) -> None:
 
 
 def _delete_edit(model: type[SyncedModel], record_id: str, current: dict, cur_stamps: dict[str, str],
-                 fields: dict[str, Any], payload: dict[str, Any], who: str) -> int:
-    """Record a delete-versus-edit conflict (the tombstone stays provisionally; edited values stay in the row)."""
+                 fields: dict[str, Any], payload: dict[str, Any], who: str) -> list[tuple]:
+    """A delete-versus-edit conflict to record (the tombstone stays provisionally; edited values stay in the row)."""
     deleting = "deleted_at" in fields and fields["deleted_at"] is not None
     edits = [c for c in fields if c != "deleted_at"]
     if deleting and current.get("deleted_at") is None:
@@ -396,14 +396,20 @@ def _delete_edit(model: type[SyncedModel], record_id: str, current: dict, cur_st
         else:
             unseen = bool(seen) and any(s > seen for c, s in cur_stamps.items() if c != "deleted_at")
         if unseen:
-            _record_conflict(model, record_id, "", "delete_edit", who, winner=("deleted", fields["deleted_at"]),
-                             loser=("edited", current["hlc"]))
-            return 1
+            return [(model, record_id, "", "delete_edit", who, dict(winner=("deleted", fields["deleted_at"]),
+                                                                    loser=("edited", current["hlc"])))]
     if edits and not deleting and current.get("deleted_at") is not None and "deleted_at" not in fields:
-        _record_conflict(model, record_id, "", "delete_edit", who, winner=("deleted", cur_stamps["deleted_at"]),
-                         loser=("edited", payload.get("base") and max(payload["base"].values(), default="") or ""))
-        return 1
-    return 0
+        return [(model, record_id, "", "delete_edit", who, dict(
+            winner=("deleted", cur_stamps["deleted_at"]),
+            loser=("edited", payload.get("base") and max(payload["base"].values(), default="") or "")))]
+    return []
+
+
+def _record_found(found: list[tuple], outcome: Outcome) -> None:
+    """Record the conflicts a change brought, now that it is being applied."""
+    for model, record_id, column, kind, who, sides in found:
+        _record_conflict(model, record_id, column, kind, who, **sides)
+        outcome.conflicts += 1
 
 
 def _duplicates(model: type[SyncedModel], merged: SyncedModel, applied: list[str], who: str) -> int:

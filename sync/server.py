@@ -24,7 +24,8 @@ from models.clock import decode
 from models.migrations import SCHEMA_VERSION, database_identity
 from models.sync_state import AppliedBatch, DeadLetter
 
-from .merge import SetAside, apply_change, check_change_shape, in_savepoint
+from .batch import apply_batch
+from .merge import Outcome, SetAside, apply_change, check_change_shape, in_savepoint
 from .protocol import PROTOCOL_VERSION, Refusal, content_hash, setting
 from .scope import rehome_cells
 
@@ -203,23 +204,10 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
             stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
             if stored is not None:
                 return _replay(stored, node, body), True
-            for index, change in enumerate(changes):
-                try:
-                    model, record_id, hlc, payload = check_change_shape(change)
-                    with in_savepoint():
-                        outcome = apply_change(model, record_id, hlc, payload, origin=node.id, pusher=node.id,
-                                               detect=True, log=True)
-                except SetAside as refused:
-                    aside.append(set_aside(node.id, body["batch_id"], index, change, refused))
-                    continue
-                except (IntegrityError, DataError) as exc:
-                    aside.append(set_aside(node.id, body["batch_id"], index, change,
-                                           SetAside("constraint", f"Vi phạm ràng buộc dữ liệu: {str(exc)[:200]}")))
-                    continue
-                except ValidationError as exc:
-                    aside.append(set_aside(node.id, body["batch_id"], index, change,
-                                           SetAside("invalid", f"Vi phạm quy tắc: {exc}")))
-                    continue
+            result = apply_batch(changes, lambda _index, change: _apply_pushed(node.id, change))
+            for index, change, refused in result.refused:
+                aside.append(set_aside(node.id, body["batch_id"], index, change, refused))
+            for _index, outcome in result.outcomes:
                 applied += int(bool(outcome.applied))
                 skipped += int(not outcome.applied)
                 conflicts += outcome.conflicts
@@ -251,6 +239,12 @@ def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[s
             raise
         return _replay(stored, node, body), True
     return answer, False
+
+
+def _apply_pushed(node_id: str, change: Any) -> Outcome:
+    """Merge one pushed change at central: scope, stamps and policy checked, conflicts kept, logged."""
+    model, record_id, hlc, payload = check_change_shape(change)
+    return apply_change(model, record_id, hlc, payload, origin=node_id, pusher=node_id, detect=True, log=True)
 
 
 def observe_batch(changes: list[Any]) -> None:

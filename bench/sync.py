@@ -1,0 +1,355 @@
+"""Benchmark: sync at speed (issue 10). Prints `key=value` lines; medians of interleaved runs.
+
+What it measures, with real parts (SQLite files, a real central server process, real HTTP):
+- apply_sqlite_changes_per_s / apply_postgres_changes_per_s: central applying pushed batches of 500
+  (`sync.server.apply_push`, one transaction per batch, exactly what the HTTP view calls), on a copy
+  of central's SQLite file and on a PostgreSQL copy of it (127.0.0.1:5432, database chibo_bench_sync).
+  The changes are the field node's real outbox: meetings with their roll calls written through the ORM.
+- e2e_10k_records_s: 10,000 new roll-call marks written at field node doi-1, pushed to central over
+  loopback HTTP by `run_sync` in a warm field process (both sides committed when it returns).
+- pouchdb_10k_s and e2e_ratio_vs_pouchdb: ../shared/peers/pouchdb (10,000 docs, PouchDB replication to
+  an express-pouchdb server, in memory), run interleaved with ours when Node.js is present.
+- first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history).
+- noop_sync_ms_small / noop_sync_ms_200k: a sync with nothing to do, before and after central's feed
+  holds 200,000 more of the node's own changes.
+Usage: python bench/sync.py [--reps 3] [--records 10000] [--history 200] [--no-postgres] [--no-pouchdb]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+POUCHDB = ROOT.parent / "shared" / "peers" / "pouchdb"
+PG_ADMIN = os.environ.get("CHIBO_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = "chibo_bench_sync"
+
+# Central writes history for the node's cells (what a fresh node pulls first): meetings with roll calls.
+CENTRAL_HISTORY = """
+import sys, datetime as dt
+from app import create_app
+from models import Cell, Meeting, db
+from models.audit import audit_suppressed
+from models.meetings import set_attendance
+from models.members import roll_for_cell
+app = create_app()
+with app.app_context(), db.connection_context():
+    for code in ("CB02", "CB03"):
+        cell = Cell.get(Cell.code == code)
+        roll = [m for m in roll_for_cell(cell.id) if m.counts_for_attendance]
+        for i in range(int(sys.argv[1])):
+            meeting = Meeting.create(cell=cell.id, held_on=dt.date(2000, 1, 1) + dt.timedelta(days=i),
+                                     kind="extraordinary", title=f"Lịch sử {i}")
+            for member in roll:
+                set_attendance(meeting, member.id, "present")
+"""
+
+# A warm field process: wait for commands on stdin ("write N <tag>", "sync"), answer one JSON line each.
+FIELD_DRIVER = r"""
+import sys, json, time, datetime as dt
+from app import create_app
+from models import Cell, Meeting, db
+from models.meetings import set_attendance
+from models.members import roll_for_cell
+from sync.client import run_sync
+app = create_app()
+def write(records, offset):
+    cell = Cell.get(Cell.code == "CB02")
+    roll = [m for m in roll_for_cell(cell.id) if m.counts_for_attendance]
+    made, i = 0, 0
+    while made < records:
+        meeting = Meeting.create(cell=cell.id, held_on=dt.date(2002, 1, 1) + dt.timedelta(days=offset + i),
+                                 kind="extraordinary", title=f"Đo tải {offset + i}")
+        i += 1
+        for member in roll[:records - made]:
+            set_attendance(meeting, member.id, "present")
+            made += 1
+    return {"records": made, "meetings": i}
+for line in sys.stdin:
+    words = line.split()
+    with app.app_context(), db.connection_context():
+        if words[0] == "write":
+            out = write(int(words[1]), int(words[2]))
+        else:
+            started = time.perf_counter()
+            report = run_sync(app.config)
+            out = {"seconds": time.perf_counter() - started, "pushed": report.pushed, "pulled": report.pulled,
+                   "errors": report.errors}
+    print(json.dumps(out), flush=True)
+"""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def env_for(tmp: Path, role: str, node: str, port: int, **extra: str) -> dict[str, str]:
+    """A node's environment (nothing inherited from CHIBO_*; no timer sync)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHIBO_")}
+    env.update({"CHIBO_ROLE": role, "CHIBO_NODE_ID": node, "CHIBO_PORT": str(port), "CHIBO_SECRET_KEY": "bench",
+                "CHIBO_DATABASE_URL": f"sqlite:///{tmp / node}.sqlite3", "CHIBO_SYNC_INTERVAL": "0", **extra})
+    return env
+
+
+def run(env: dict[str, str], *args: str) -> str:
+    """A CLI command, or a script when args start with -c; its output."""
+    command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "flask", "--app", "app", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+
+
+class Field:
+    """A warm field-node process driven over stdin/stdout."""
+
+    def __init__(self, env: dict[str, str]):
+        """Start it (imports and app set-up happen once, as in a running node)."""
+        self.proc = subprocess.Popen([sys.executable, "-c", FIELD_DRIVER], cwd=ROOT, env=env, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def ask(self, command: str) -> dict:
+        """Send one command, return its JSON answer."""
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"field driver died on {command!r}")
+        answer = json.loads(line)
+        if answer.get("errors"):
+            raise RuntimeError(f"sync errors: {answer['errors']}")
+        return answer
+
+    def close(self) -> None:
+        """Stop it."""
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
+    """Central as `python app.py`, waited for."""
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/login", timeout=1)
+            return server
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise RuntimeError("central did not start")
+
+
+def snapshot(src: Path, dst: Path) -> None:
+    """A consistent copy of a live SQLite database (the backup API, as `flask backup` does)."""
+    with sqlite3.connect(src) as source, sqlite3.connect(dst) as target:
+        source.backup(target)
+
+
+def outbox_batches(field_db: Path, size: int = 500) -> list[dict]:
+    """The field node's pushed changes, cut into batches exactly as the client sends them."""
+    from sync.protocol import content_hash
+    import uuid
+
+    with sqlite3.connect(field_db) as conn:
+        rows = conn.execute("SELECT seq, \"table\", record_id, hlc, payload FROM change_log "
+                            "WHERE origin = 'doi-1' ORDER BY seq").fetchall()
+    batches = []
+    for start in range(0, len(rows), size):
+        part = rows[start:start + size]
+        changes = [{"table": t, "record_id": r, "hlc": h, "payload": json.loads(p)} for _, t, r, h, p in part]
+        batches.append({"batch_id": str(uuid.uuid4()), "node_id": "doi-1", "schema_version": None,
+                        "from_seq": part[0][0], "to_seq": part[-1][0], "content_hash": content_hash(changes),
+                        "changes": changes})
+    return batches
+
+
+def apply_rate(url: str, batches: list[dict]) -> tuple[float, int]:
+    """Apply the batches at a central database through `apply_push`; (changes per second, changes)."""
+    from models import Node, db, init_db
+    from models.migrations import SCHEMA_VERSION
+    from sync.server import apply_push
+
+    database = init_db(url)
+    total = sum(len(b["changes"]) for b in batches)
+    with db.connection_context():
+        node = Node.get_by_id("doi-1")
+        started = time.perf_counter()
+        for batch in batches:
+            batch["schema_version"] = SCHEMA_VERSION
+            answer, _ = apply_push(node, batch, {})
+            if answer["set_aside"]:
+                raise RuntimeError(f"set aside: {answer['set_aside'][:2]}")
+        seconds = time.perf_counter() - started
+    database.close()
+    return total / seconds, total
+
+
+def copy_to_postgres(sqlite_path: Path) -> str | None:
+    """Central's SQLite data in a fresh PostgreSQL database; its URL, or None when PostgreSQL is absent."""
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {PG_DB}")
+            conn.execute(f"CREATE DATABASE {PG_DB}")
+    except psycopg.OperationalError:
+        return None
+    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+    from models import ALL_MODELS, make_database
+
+    source, target = make_database(f"sqlite:///{sqlite_path}"), make_database(url)
+    with target.bind_ctx(ALL_MODELS):
+        migrate_into(target)
+    for model in ALL_MODELS:
+        with source.bind_ctx([model]):
+            rows = list(model.select().dicts())
+        with target.bind_ctx([model]), target.atomic():
+            model.delete().execute()
+            for start in range(0, len(rows), 1000):
+                model.insert_many(rows[start:start + 1000]).execute()
+    with target.connection_context():
+        target.execute_sql("SELECT setval(pg_get_serial_sequence('change_log', 'seq'), "
+                           "(SELECT COALESCE(MAX(seq), 1) FROM change_log))")
+    target.close()
+    source.close()
+    return url
+
+
+def migrate_into(database) -> None:
+    """Create the schema on `database` the way the app does on start."""
+    from models import ALL_MODELS, db
+    from models.migrations import db_up
+
+    db.initialize(database)
+    with database.connection_context():
+        db_up(ALL_MODELS)
+
+
+def drop_postgres() -> None:
+    """Remove the benchmark's PostgreSQL database."""
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {PG_DB} WITH (FORCE)")
+
+
+def pouchdb_seconds(records: int) -> float | None:
+    """PouchDB's initial replication of `records` docs (its own script), or None without Node.js."""
+    if shutil.which("node") is None or not POUCHDB.exists():
+        return None
+    out = subprocess.run(["bash", str(POUCHDB / "run.sh"), str(records)], capture_output=True, text=True,
+                         timeout=900)
+    for line in out.stdout.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if row.get("phase") == "initial":
+            return float(row["seconds"])
+    print(f"# pouchdb failed: {out.stderr[-500:]}", file=sys.stderr)
+    return None
+
+
+def grow_feed(central_db: Path, count: int) -> None:
+    """Put `count` more of doi-1's own changes in central's feed (as if pushed over the years)."""
+    with sqlite3.connect(central_db, timeout=30) as conn:
+        conn.executemany(
+            "INSERT INTO change_log (\"table\", record_id, hlc, origin, scope, payload, created_at) "
+            "VALUES ('attendance', ?, ?, 'doi-1', 'doi-1', '{\"fields\":{}}', '2020-01-01 00:00:00')",
+            ((f"00000000-0000-0000-0000-{i:012d}", f"0000000000001:0000:doi-1") for i in range(count)))
+
+
+def main() -> None:
+    """Set up central and a field node, run the measurements interleaved, print key=value lines."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--records", type=int, default=10000)
+    parser.add_argument("--history", type=int, default=200, help="meetings per cell written at central first")
+    parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--no-pouchdb", action="store_true")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="chibo-bench-sync-"))
+    port = free_port()
+    central = env_for(tmp, "central", "central", port)
+    run(central, "demo")
+    run(central, "-c", CENTRAL_HISTORY, str(args.history))
+    token = run(central, "nodes", "register", "doi-1", "--cells", "CB02,CB03").strip().splitlines()[-1]
+    server = start_server(central, port)
+    figures: dict[str, list[float]] = {}
+    field = None
+    try:
+        field_env = env_for(tmp, "field", "doi-1", free_port(), CHIBO_CENTRAL_URL=f"http://127.0.0.1:{port}",
+                            CHIBO_SYNC_TOKEN=token)
+        field = Field(field_env)
+        first = field.ask("sync")
+        print(f"# first pull: {first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
+        figures["first_pull_changes_per_s"] = [first["pulled"] / first["seconds"]]
+        noop = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
+        figures["noop_sync_ms_small"] = noop
+        before_push = tmp / "central-before-push.sqlite3"
+        snapshot(tmp / "central.sqlite3", before_push)
+        for rep in range(args.reps):
+            wrote = field.ask(f"write {args.records} {rep * 2000}")
+            if rep == 0:
+                snapshot(tmp / "doi-1.sqlite3", tmp / "field-outbox.sqlite3")
+            pushed = field.ask("sync")
+            print(f"# rep {rep + 1}: {wrote['records']} records → {pushed['pushed']} changes pushed in "
+                  f"{pushed['seconds']:.2f} s", flush=True)
+            figures.setdefault("e2e_10k_records_s", []).append(pushed["seconds"])
+            if not args.no_pouchdb:
+                seconds = pouchdb_seconds(args.records)
+                if seconds is not None:
+                    print(f"# rep {rep + 1}: pouchdb {args.records} docs in {seconds:.2f} s", flush=True)
+                    figures.setdefault("pouchdb_10k_s", []).append(seconds)
+        grow_feed(tmp / "central.sqlite3", 200_000)
+        field.ask("sync")  # the first sync after the growth may pass the new rows once
+        figures["noop_sync_ms_200k"] = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
+    finally:
+        if field is not None:
+            field.close()
+        server.terminate()
+        server.wait(timeout=10)
+    batches = outbox_batches(tmp / "field-outbox.sqlite3")
+    pg_url = None if args.no_postgres else copy_to_postgres(before_push)
+    for rep in range(args.reps):
+        work = tmp / f"apply-{rep}.sqlite3"
+        shutil.copy(before_push, work)
+        rate, total = apply_rate(f"sqlite:///{work}", [dict(b) for b in batches])
+        figures.setdefault("apply_sqlite_changes_per_s", []).append(rate)
+        print(f"# rep {rep + 1}: SQLite applied {total} changes at {rate:.0f}/s", flush=True)
+        if pg_url:
+            if rep:
+                pg_url = copy_to_postgres(before_push)
+            rate, total = apply_rate(pg_url, [dict(b) for b in batches])
+            figures.setdefault("apply_postgres_changes_per_s", []).append(rate)
+            print(f"# rep {rep + 1}: PostgreSQL applied {total} changes at {rate:.0f}/s", flush=True)
+    if pg_url:
+        drop_postgres()
+    print(f"changes_per_10k_records={sum(len(b['changes']) for b in batches) * 10000 // args.records}")
+    for key, values in figures.items():
+        print(f"{key}={statistics.median(values):.3f}" if "per_s" not in key else
+              f"{key}={statistics.median(values):.0f}")
+    if figures.get("pouchdb_10k_s"):
+        ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
+        print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
