@@ -64,6 +64,10 @@ class Meeting(SyncedModel):
     move_reason = CharField(max_length=300, default="")
     lessons = TextField(default="")
 
+    class Meta:
+        # A cell's calendar, its month's regular meeting and "last meeting" all read by (cell, day).
+        indexes = ((("cell", "held_on"), False),)
+
     def sync_scope(self) -> str:
         """A meeting travels with its cell's node."""
         return cell_node(self.cell_id)
@@ -186,7 +190,8 @@ class Attendance(SyncedModel):
     natural_key = ("meeting", "member")
 
     class Meta:
-        indexes = ((("meeting", "member"), True),)
+        # (member, status): a member's unexcused absences (charter warnings) without reading every mark.
+        indexes = ((("meeting", "member"), True), (("member", "status"), False))
 
     def sync_scope(self) -> str:
         """Attendance travels with its meeting's cell."""
