@@ -502,16 +502,22 @@ def minutes_revise(meeting_id: str):
 
 # -- planning: the year's regular meetings, moving a date, central's monthly orientation ----------
 
-@bp.route("/cells/<cell_id>/plan", methods=("POST",))
-@login_required
-def plan_year_view(cell_id: str):
-    """Make the year's regular meetings on the cell's fixed day (months that have one are skipped)."""
+def _planning_cell_and_year(cell_id: str):
+    """The cell (written here, by its node) and the year a planning form posted."""
     cell = get_cell_or_404(cell_id, write=True)
     if not held_here(cell):
         abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
     year = request.form.get("year", type=int) or dt.date.today().year
     if not 2000 <= year <= 2100:
         abort(400)
+    return cell, year
+
+
+@bp.route("/cells/<cell_id>/plan", methods=("POST",))
+@login_required
+def plan_year_view(cell_id: str):
+    """Make the year's regular meetings on the cell's fixed day (months that have one are skipped)."""
+    cell, year = _planning_cell_and_year(cell_id)
     made = plan_year(cell, year)
     flash(f"Đã lập {len(made)} buổi sinh hoạt thường kỳ năm {year}." if made
           else f"Năm {year} đã đủ buổi sinh hoạt thường kỳ hằng tháng.", "info")
@@ -522,12 +528,7 @@ def plan_year_view(cell_id: str):
 @login_required
 def plan_thematic_view(cell_id: str):
     """Plan a thematic meeting by topic and quarter (a date is optional: the first free working day)."""
-    cell = get_cell_or_404(cell_id, write=True)
-    if not held_here(cell):
-        abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
-    year = request.form.get("year", type=int) or dt.date.today().year
-    if not 2000 <= year <= 2100:
-        abort(400)
+    cell, year = _planning_cell_and_year(cell_id)
     form = {k: (request.form.get(k) or "").strip() for k in ("topic", "quarter", "held_on")}
     errors = {}
     day = None
