@@ -72,7 +72,7 @@ from models.minutes import (
     open_revision,
     revisions_of,
 )
-from models.planning import Orientation, day_warning, move_meeting, orientation_for, plan_year
+from models.planning import Orientation, day_warning, move_meeting, orientation_for, plan_thematic, plan_year
 from models.rules import RuleSet
 
 from .access import get_cell_or_404, get_meeting_or_404, held_here
@@ -502,20 +502,51 @@ def minutes_revise(meeting_id: str):
 
 # -- planning: the year's regular meetings, moving a date, central's monthly orientation ----------
 
-@bp.route("/cells/<cell_id>/plan", methods=("POST",))
-@login_required
-def plan_year_view(cell_id: str):
-    """Make the year's regular meetings on the cell's fixed day (months that have one are skipped)."""
+def _planning_cell_and_year(cell_id: str):
+    """The cell (written here, by its node) and the year a planning form posted."""
     cell = get_cell_or_404(cell_id, write=True)
     if not held_here(cell):
         abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
     year = request.form.get("year", type=int) or dt.date.today().year
     if not 2000 <= year <= 2100:
         abort(400)
+    return cell, year
+
+
+@bp.route("/cells/<cell_id>/plan", methods=("POST",))
+@login_required
+def plan_year_view(cell_id: str):
+    """Make the year's regular meetings on the cell's fixed day (months that have one are skipped)."""
+    cell, year = _planning_cell_and_year(cell_id)
     made = plan_year(cell, year)
     flash(f"Đã lập {len(made)} buổi sinh hoạt thường kỳ năm {year}." if made
           else f"Năm {year} đã đủ buổi sinh hoạt thường kỳ hằng tháng.", "info")
     return redirect(url_for("cells.cell_view", cell_id=cell.id, year=year) + "#meetings", 303)
+
+
+@bp.route("/cells/<cell_id>/plan/thematic", methods=("POST",))
+@login_required
+def plan_thematic_view(cell_id: str):
+    """Plan a thematic meeting by topic and quarter (a date is optional: the first free working day)."""
+    cell, year = _planning_cell_and_year(cell_id)
+    form = {k: (request.form.get(k) or "").strip() for k in ("topic", "quarter", "held_on")}
+    errors = {}
+    day = None
+    if form["held_on"]:
+        try:
+            day = parse_vn_date(form["held_on"])
+        except (ValueError, TypeError):
+            errors["held_on"] = "Ngày sinh hoạt không hợp lệ (dd/mm/yyyy)."
+    if not errors:
+        try:
+            meeting = plan_thematic(cell, year, request.form.get("quarter", type=int) or 0, form["topic"], day)
+        except ValidationError as exc:
+            errors = exc.errors
+    if errors:
+        return render_template("meetings/_thematic.html", cell=cell, year=year, form=form, errors=errors), 422
+    flash(f"Đã lập buổi sinh hoạt chuyên đề “{meeting.title}” ngày {meeting.held_on:%d/%m/%Y}.", "info")
+    target = url_for("cells.cell_view", cell_id=cell.id, year=year) + "#meetings"
+    return ("", 204, {"HX-Redirect": target}) if htmx else redirect(target, 303)
 
 
 @bp.route("/meetings/<meeting_id>/move", methods=("POST",))
@@ -526,11 +557,14 @@ def meeting_move(meeting_id: str):
     errors = {}
     try:
         new_day = parse_vn_date(request.form.get("held_on", ""))
-        move_meeting(meeting, new_day, request.form.get("move_reason", ""))
     except (ValueError, TypeError):
         errors = {"held_on": "Ngày sinh hoạt không hợp lệ (dd/mm/yyyy)."}
-    except ValidationError as exc:
-        errors = exc.errors
+    else:
+        # Apart from the date: a ValidationError is a ValueError too and its message must show.
+        try:
+            move_meeting(meeting, new_day, request.form.get("move_reason", ""))
+        except ValidationError as exc:
+            errors = exc.errors
     if errors:
         meeting = Meeting.get_by_id(meeting.id)
         return render_template("meetings/_move.html", meeting=meeting, errors=errors, form=request.form,

@@ -18,17 +18,15 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField
 
-from .base import SyncedModel, ValidationError, db, register
+from .base import ValidationError, db, register
 from .meetings import (
     CONCLUSION_KINDS,
-    LOCKED_MESSAGE,
     Attendance,
     Meeting,
+    MeetingRecord,
     attendance_by_member,
     ensure_day_reached,
     ensure_open,
-    meeting_is_locked,
-    meeting_node,
 )
 from .members import Member, POSITION_KINDS, roll_for_cell
 from .rules import RuleSet
@@ -41,18 +39,8 @@ TASK_OUTCOMES = {"done": "Đã hoàn thành", "not_done": "Chưa hoàn thành", 
 KEY = re.compile(r"^[0-9a-fA-F-]{8,36}$")
 
 
-class MeetingChild(SyncedModel):
-    """Base of a meeting's records: travel with the meeting's cell; refuse local writes once signed."""
-
-    def sync_scope(self) -> str:
-        """Travels with the meeting's cell."""
-        return meeting_node(self.meeting_id)
-
-    def save(self, *args, **kwargs):
-        """A signed meeting's record does not change here (a revision reopens it first)."""
-        if meeting_is_locked(self.meeting_id):
-            raise ValidationError({"meeting": LOCKED_MESSAGE})
-        return super().save(*args, **kwargs)
+# A meeting's records share the roll call's base: scope of the meeting's cell, locked once signed.
+MeetingChild = MeetingRecord
 
 
 @register

@@ -65,6 +65,10 @@ class Meeting(SyncedModel):
     move_reason = CharField(max_length=300, default="")
     lessons = TextField(default="")
 
+    class Meta:
+        # A cell's calendar, its month's regular meeting and "last meeting" all read by (cell, day).
+        indexes = ((("cell", "held_on"), False),)
+
     def sync_scope(self) -> str:
         """A meeting travels with its cell's node."""
         return cell_node(self.cell_id)
@@ -180,8 +184,23 @@ def ensure_open(meeting: "Meeting") -> None:
         raise ValidationError({"meeting": LOCKED_MESSAGE})
 
 
+class MeetingRecord(SyncedModel):
+    """Base of a meeting's records (roll call, contributions, votes…): travel with the meeting's cell;
+    refuse local writes once the meeting is signed (records received by sync use `save_raw`)."""
+
+    def sync_scope(self) -> str:
+        """Travels with the meeting's cell."""
+        return meeting_node(self.meeting_id)
+
+    def save(self, *args, **kwargs):
+        """A signed meeting's record does not change here (a revision reopens it first)."""
+        if meeting_is_locked(self.meeting_id):
+            raise ValidationError({"meeting": LOCKED_MESSAGE})
+        return super().save(*args, **kwargs)
+
+
 @register
-class Attendance(SyncedModel):
+class Attendance(MeetingRecord):
     """A member's presence at one meeting; excused absences carry a reason."""
 
     meeting = ForeignKeyField(Meeting, backref="attendance", on_delete="RESTRICT")
@@ -194,17 +213,8 @@ class Attendance(SyncedModel):
     natural_key = ("meeting", "member")
 
     class Meta:
-        indexes = ((("meeting", "member"), True),)
-
-    def sync_scope(self) -> str:
-        """Attendance travels with its meeting's cell."""
-        return meeting_node(self.meeting_id)
-
-    def save(self, *args, **kwargs):
-        """A signed meeting's roll call does not change (local writes only)."""
-        if meeting_is_locked(self.meeting_id):
-            raise ValidationError({"meeting": LOCKED_MESSAGE})
-        return super().save(*args, **kwargs)
+        # (member, status): a member's unexcused absences (charter warnings) without reading every mark.
+        indexes = ((("meeting", "member"), True), (("member", "status"), False))
 
     def clean(self) -> None:
         """Status from the known list; the member must be on the meeting's cell."""

@@ -16,15 +16,13 @@ from dataclasses import dataclass, field
 from peewee import CharField, ForeignKeyField, IntegerField, TextField
 
 from .base import SyncedModel, ValidationError, db, register
+from .holidays import holiday_on
 from .meetings import (MEETING_KINDS, REGULAR_KINDS, Meeting, attendance_rate, duration_minutes, ensure_open,
                        rate_passes)
 from .org import Cell, Organisation
 from .rules import RuleSet
 
 WEEKDAYS = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ nhật")
-# Solar-calendar public holidays; Tết and Giỗ Tổ follow the lunar calendar and are flagged by hand.
-HOLIDAYS = {(1, 1): "Tết Dương lịch", (30, 4): "Ngày Giải phóng miền Nam", (1, 5): "Ngày Quốc tế Lao động",
-            (2, 9): "Quốc khánh"}
 HELD = ("in_progress", "ended", "closed")
 
 
@@ -61,7 +59,7 @@ def orientation_for(cell: Cell, day: dt.date) -> list[Orientation]:
 
 def day_warning(day: dt.date) -> str:
     """Why a planned date may need moving (weekend or public holiday), or ''."""
-    holiday = HOLIDAYS.get((day.day, day.month))
+    holiday = holiday_on(day)
     if holiday:
         return f"Rơi vào ngày lễ ({holiday})."
     if day.weekday() >= 5:
@@ -87,6 +85,30 @@ def plan_year(cell: Cell, year: int) -> list[Meeting]:
             meeting.save()
             made.append(meeting)
     return made
+
+
+def plan_thematic(cell: Cell, year: int, quarter: int, topic: str, day: dt.date | None = None) -> Meeting:
+    """Plan a thematic meeting on a topic in a quarter: on `day` (inside the quarter), else the first
+    working day from the 15th of the quarter's middle month that is free and not a holiday."""
+    topic = (topic or "").strip()
+    errors = {}
+    if not topic:
+        errors["topic"] = "Vui lòng nhập chủ đề sinh hoạt chuyên đề."
+    if quarter not in (1, 2, 3, 4):
+        errors["quarter"] = "Quý phải từ 1 đến 4."
+    if errors:
+        raise ValidationError(errors)
+    months = range(quarter * 3 - 2, quarter * 3 + 1)
+    if day is not None and (day.year != year or day.month not in months):
+        raise ValidationError({"held_on": f"Ngày {day:%d/%m/%Y} không thuộc quý {quarter}/{year}."})
+    if day is None:
+        day = dt.date(year, quarter * 3 - 1, 15)
+        taken = {d for (d,) in Meeting.live().select(Meeting.held_on).where(Meeting.cell == cell.id).tuples()}
+        while day in taken or day_warning(day):
+            day += dt.timedelta(days=1)
+    meeting = Meeting(cell=cell.id, kind="thematic", held_on=day, title=topic[:300], starts_at=dt.time(14, 0))
+    meeting.save()
+    return meeting
 
 
 def move_meeting(meeting: Meeting, new_day: dt.date, reason: str) -> Meeting:

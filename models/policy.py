@@ -110,7 +110,9 @@ def _member_in_meeting_cell(column: str, what: str) -> Callable[[Change], str | 
         member_id = c.after.get(column)
         if member_id is None:
             return None
-        meeting_cell = lookup(Meeting, c.after.get("meeting_id"), "cell")
+        # The meeting row itself names its cell; its records name their meeting.
+        meeting_cell = (c.after.get("cell_id") if c.model is Meeting else
+                        lookup(Meeting, c.after.get("meeting_id"), "cell"))
         if meeting_cell is None or _member_cell(member_id) != meeting_cell:
             return f"{what} không thuộc chi bộ của buổi sinh hoạt"
         return None

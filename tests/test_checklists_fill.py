@@ -165,8 +165,9 @@ def test_multi_choice_toggles_and_datetime_text_answers(seeded, app, client, aut
     assert 'data-testid="score-total">4/6' in both.get_data(as_text=True)
     one = auth.htmx_post(url, data={"toggle": "1"})
     assert 'data-testid="score-total">2/6' in one.get_data(as_text=True)
-    when = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M2')}", data={"value": "2026-01-05T14:00"})
-    assert 'value="2026-01-05T14:00"' in when.get_data(as_text=True)
+    when = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M2')}", data={"value": "05/01/2026 14:00"})
+    # Typed and shown dd/mm/yyyy HH:MM (no browser picker, which shows mm/dd/yyyy in English).
+    assert 'value="05/01/2026 14:00"' in when.get_data(as_text=True) and 'type="datetime-local"' not in when.get_data(as_text=True)
     bad = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M2')}", data={"value": "chiều nay"})
     assert bad.status_code == 422 and "M2: Ngày giờ không hợp lệ (dd/mm/yyyy HH:MM)." in bad.get_data(as_text=True)
     text = auth.htmx_post(f"/answer-sets/{set_id}/items/{item_id(app, set_id, 'M3')}", data={"value": "Trần Thị Bình"})

@@ -156,3 +156,34 @@ def test_meeting_closed_before_the_app_shows_its_minutes(client, auth, org):
     assert "biên bản ký trên giấy" in html
     pdf = client.get(f"/meetings/{org.meeting.id}/minutes.pdf")
     assert pdf.status_code == 200 and "BIÊN BẢN" in pdf_text(pdf.data)
+
+
+@pytest.mark.parametrize("path, data", [
+    ("times", {"started_at": "13:00", "ended_at": "16:00"}),
+    ("roles", {"chair": "{m2}", "secretary": "{m3}", "place": "Phòng họp khác"}),
+    ("conclusion", {"conclusion_kind": "ket_luan", "conclusion": "Sửa kết luận sau khi ký"}),
+    ("tasks", {"text": "Nhiệm vụ thêm sau khi ký", "assignee": "{m2}", "due_on": ""}),
+    ("guests", {"name": "Khách thêm sau", "position": "", "kind": "guest"}),
+    ("attendance-all", {}),
+    ("start", {}),
+    ("end", {}),
+    ("move", {"held_on": "{tomorrow}", "move_reason": "Đổi ngày sau khi ký"}),
+    ("revisions", {"reason": ""}),
+])
+def test_editing_a_signed_meeting_without_a_reason_changes_nothing(client, auth, secretary, path, data):
+    """Every edit of a signed meeting (or a reopening without a reason) answers 422 with what to do; the
+    minutes, the meeting's status and its revisions stay exactly as signed."""
+    _sign(auth, secretary)
+    with db.connection_context():
+        meeting = Meeting.get_by_id(secretary.meeting.id)
+        before = (minutes_data(meeting), meeting.status, MinutesRevision.select().count())
+    fill = {"m2": secretary.members[2].id, "m3": secretary.members[3].id,
+            "tomorrow": (dt.date.today() + dt.timedelta(days=1)).strftime("%d/%m/%Y")}
+    response = auth.htmx_post(f"/meetings/{secretary.meeting.id}/{path}",
+                              data={k: v.format(**fill) for k, v in data.items()})
+    assert response.status_code == 422, response.get_data(as_text=True)[:300]
+    text = response.get_data(as_text=True)
+    assert "mở bản sửa đổi" in text or "lý do" in text or "đã bắt đầu" in text, text
+    with db.connection_context():
+        meeting = Meeting.get_by_id(secretary.meeting.id)
+        assert (minutes_data(meeting), meeting.status, MinutesRevision.select().count()) == before

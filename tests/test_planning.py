@@ -130,3 +130,49 @@ def test_scoring_opens_on_the_meeting_day(client, auth, seeded):
     assert response.status_code == 422 and "Chưa đến ngày sinh hoạt" in response.get_data(as_text=True)
     html = client.get(f"/meetings/{future.id}/sheets/chuan_bi").get_data(as_text=True)
     assert "disabled" not in html.split('class="sheet sheet--fill"')[1][:3000]
+
+
+def test_lunar_holidays_are_flagged_from_the_table():
+    """Tết (eve to the fifth day) and Giỗ Tổ Hùng Vương fall on different solar days each year."""
+    from models.holidays import HUNG_KINGS, TET
+    assert set(TET) == set(HUNG_KINGS) == set(range(2019, 2036))
+    assert day_warning(dt.date(2026, 2, 17)) == "Rơi vào ngày lễ (Tết Nguyên đán)."
+    assert day_warning(dt.date(2026, 2, 16)) == "Rơi vào ngày lễ (Tết Nguyên đán)."  # New Year's Eve
+    assert day_warning(dt.date(2031, 1, 22)) == "Rơi vào ngày lễ (Tết Nguyên đán)."
+    assert day_warning(dt.date(2025, 4, 7)) == "Rơi vào ngày lễ (Giỗ Tổ Hùng Vương)."
+    assert day_warning(dt.date(2026, 4, 7)) == "" and day_warning(dt.date(2026, 2, 24)) == ""
+
+
+def test_a_planned_meeting_on_tet_offers_the_move_and_a_move_needs_a_reason(client, auth, secretary):
+    """The meeting page says why the day needs moving; moving without a reason says so and keeps the day."""
+    with db.connection_context():
+        meeting = Meeting.create(cell=secretary.cell.id, kind="thematic", held_on=dt.date(2030, 2, 2))
+    html = client.get(f"/meetings/{meeting.id}").get_data(as_text=True)
+    assert "Tết Nguyên đán" in html and 'name="move_reason"' in html
+    response = auth.htmx_post(f"/meetings/{meeting.id}/move", data={"held_on": "08/02/2030", "move_reason": ""})
+    assert response.status_code == 422 and "lý do dời ngày" in response.get_data(as_text=True)
+    with db.connection_context():
+        assert Meeting.get_by_id(meeting.id).held_on == dt.date(2030, 2, 2)
+    response = auth.htmx_post(f"/meetings/{meeting.id}/move", data={"held_on": "08/02/2030", "move_reason": "Nghỉ Tết"})
+    assert response.status_code == 204
+    with db.connection_context():
+        assert Meeting.get_by_id(meeting.id).held_on == dt.date(2030, 2, 8)
+
+
+def test_thematic_meeting_planned_by_topic_and_quarter(client, auth, secretary):
+    """From the cell page: a topic and a quarter give a thematic meeting on a free working day of it."""
+    html = client.get(f"/cells/{secretary.cell.id}?year=2030").get_data(as_text=True)
+    assert 'data-testid="thematic-topic"' in html
+    bad = auth.htmx_post(f"/cells/{secretary.cell.id}/plan/thematic", data={"year": "2030", "quarter": "1", "topic": ""})
+    assert bad.status_code == 422 and "chủ đề" in bad.get_data(as_text=True)
+    wrong = auth.htmx_post(f"/cells/{secretary.cell.id}/plan/thematic",
+                           data={"year": "2030", "quarter": "1", "topic": "Nghị quyết", "held_on": "10/05/2030"})
+    assert wrong.status_code == 422 and "không thuộc quý 1/2030" in wrong.get_data(as_text=True)
+    response = auth.htmx_post(f"/cells/{secretary.cell.id}/plan/thematic",
+                              data={"year": "2030", "quarter": "2", "topic": "Học tập Chỉ thị 05"})
+    assert response.status_code == 204 and "year=2030" in response.headers["HX-Redirect"]
+    with db.connection_context():
+        made = Meeting.get((Meeting.cell == secretary.cell.id) & (Meeting.kind == "thematic"))
+    assert made.title == "Học tập Chỉ thị 05" and made.held_on == dt.date(2030, 5, 15)  # a Wednesday
+    page = client.get(f"/cells/{secretary.cell.id}?year=2030").get_data(as_text=True)
+    assert "15/05/2030" in page

@@ -73,8 +73,15 @@ def _meeting_hold(migrator) -> None:
     add_missing_columns(migrator, Attendance, ("arrived_late", "left_early"))
 
 
+def _meeting_indexes(migrator) -> None:
+    """Version 5: indexes for the cell's calendar (meeting by cell and day) and a member's absences."""
+    for table, columns in (("meeting", ["cell_id", "held_on"]), ("attendance", ["member_id", "status"])):
+        if not any(i.columns == columns for i in db.get_indexes(table)):
+            migrate(migrator.add_index(table, columns, False))
+
+
 # Steps after the initial schema; index + 1 is the version they bring the database to.
-STEPS: list = [widen_node_clock_skew, step_per_column_stamps, _meeting_hold]
+STEPS: list = [widen_node_clock_skew, step_per_column_stamps, _meeting_hold, _meeting_indexes]
 
 SCHEMA_VERSION = 1 + len(STEPS)
 
