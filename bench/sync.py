@@ -283,7 +283,13 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=200, help="meetings per cell written at central first")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-pouchdb", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (for --apply-only)")
+    parser.add_argument("--apply-only", metavar="DIR", help="only the apply figures, on a kept work directory")
+    parser.add_argument("--profile", action="store_true", help="with --apply-only: cProfile one SQLite run")
     args = parser.parse_args()
+    if args.apply_only:
+        apply_only(Path(args.apply_only), args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="chibo-bench-sync-"))
     port = free_port()
     central = env_for(tmp, "central", "central", port)
@@ -348,7 +354,35 @@ def main() -> None:
     if figures.get("pouchdb_10k_s"):
         ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
         print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep:
+        print(f"# kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def apply_only(tmp: Path, args) -> None:
+    """The apply figures alone, on the snapshots a --keep run left (quick to repeat while tuning)."""
+    batches = outbox_batches(tmp / "field-outbox.sqlite3")
+    for rep in range(args.reps):
+        work = tmp / f"apply-{rep}.sqlite3"
+        shutil.copy(tmp / "central-before-push.sqlite3", work)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        rate, total = apply_rate(f"sqlite:///{work}", [dict(b) for b in batches])
+        if args.profile:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats(os.environ.get("CHIBO_PROFILE_SORT", "cumulative")).print_stats(45)
+        print(f"apply_sqlite_changes_per_s={rate:.0f}  ({total} changes)")
+        if not args.no_postgres:
+            url = copy_to_postgres(tmp / "central-before-push.sqlite3")
+            if url:
+                rate, total = apply_rate(url, [dict(b) for b in batches])
+                print(f"apply_postgres_changes_per_s={rate:.0f}")
+                drop_postgres()
 
 
 if __name__ == "__main__":

@@ -41,6 +41,11 @@ _IGNORED = {"id", "owner", "created_at", "updated_at", "hlc", "stamps", "deleted
 # Never copy secrets into a trail that syncs everywhere; record only that they changed.
 _MASKED = {"password_hash"}
 _NOT_AUDITED = {"audit_entry"}
+# The meeting's tap-by-tap records (a roll-call mark, an answer, a contribution…): a second synced
+# record per tap would double what a meeting sends (issue 10). Who made such a change travels on the
+# change itself ("by", "by_name" in its payload) and stays in the change log of the node where it was
+# made and of central, which keeps it (checked) when it applies the change: `change_history()`.
+CARRIED = {"attendance", "answer", "contribution", "vote", "task", "task_review", "meeting_guest"}
 
 FIELD_LABELS = {
     "full_name": "Họ và tên", "birth_year": "Năm sinh", "gender": "Giới tính", "admitted_on": "Ngày vào Đảng",
@@ -185,11 +190,18 @@ def diff(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, dict[str,
     return out
 
 
-def record_change(instance: SyncedModel, old: dict[str, Any] | None) -> AuditEntry | None:
-    """Write the audit row for one save (the hook); None when nothing a person changed."""
+def record_change(instance: SyncedModel, old: dict[str, Any] | None) -> AuditEntry | dict[str, str] | None:
+    """Write the audit row for one save (the hook); None when nothing a person changed.
+
+    For a table in CARRIED no row is written: the person is returned as {"by", "by_name"} and goes
+    on the change itself (`SyncedModel.save()` adds it to the payload).
+    """
     table = instance._meta.table_name
     if table in _NOT_AUDITED or _suppressed.get():
         return None
+    if table in CARRIED:
+        actor = current_actor.get()
+        return {"by": actor.user_id if actor else "", "by_name": actor.name if actor else "Hệ thống"}
     new = dict(instance.__data__)
     if old is None:
         action = "delete" if new.get("deleted_at") else "create"
@@ -209,6 +221,32 @@ def record_change(instance: SyncedModel, old: dict[str, Any] | None) -> AuditEnt
     )
     entry.save()
     return entry
+
+
+@dataclass(frozen=True)
+class ChangeEntry:
+    """One change of a record as the change log keeps it (the trail of a CARRIED table)."""
+
+    at: dt.datetime
+    by_name: str
+    node: str
+    fields: dict[str, Any]
+
+
+def change_history(table: str, record_id: str) -> list[ChangeEntry]:
+    """A record's changes from this database's change log, newest first, with who made them."""
+    from .base import ChangeLog
+    from .clock import decode
+
+    out = []
+    for row in (ChangeLog.select().where((ChangeLog.table == table) & (ChangeLog.record_id == record_id))
+                .order_by(ChangeLog.seq.desc())):
+        payload = json.loads(row.payload)
+        stamp = decode(row.hlc)
+        out.append(ChangeEntry(at=dt.datetime.fromtimestamp(stamp.ms / 1000, dt.timezone.utc).replace(tzinfo=None),
+                               by_name=str(payload.get("by_name") or "Không rõ"), node=row.origin,
+                               fields=payload.get("fields") or {}))
+    return out
 
 
 def history(table: str, record_id: str) -> list[AuditEntry]:

@@ -227,11 +227,13 @@ class SyncedModel(BaseModel):
     def clean(self) -> None:
         """Check domain rules before a write; raise ValidationError. Subclasses extend."""
 
-    def check_columns(self) -> None:
-        """Every column's declared limits (lengths, NOT NULL, 64-bit ints, finite floats), as central checks them."""
+    def check_columns(self, only: set[str] | None = None) -> None:
+        """Every column's declared limits (lengths, NOT NULL, 64-bit ints, finite floats), as central checks them.
+
+        `only` names the fields to check (the sync engine checks what a change brings; the rest is stored)."""
         from .constraints import column_errors
 
-        errors = column_errors(self)
+        errors = column_errors(self, only)
         if errors:
             raise ValidationError(errors)
 
@@ -285,11 +287,14 @@ class SyncedModel(BaseModel):
             result = super().save(*args, **kwargs)
             self._is_new = False
             hook = AUDIT_HOOK
-            if hook is not None:
-                # Before the record's own outbox row, so that row stays the last one of the write.
-                hook(self, old)
+            # Before the record's own outbox row, so that row stays the last one of the write. For
+            # the meeting's tap-by-tap records the hook writes no row but names the person, who then
+            # travels on the change itself (models/audit.py, CARRIED).
+            by = hook(self, old) if hook is not None else None
             fields = {c: _to_json(self.__data__.get(by_column[c].name)) for c in changed}
             payload: dict[str, Any] = {"fields": fields}
+            if isinstance(by, dict):
+                payload.update(by)
             if old is None:
                 payload["new"] = True
             else:

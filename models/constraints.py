@@ -40,11 +40,12 @@ class _Bad(ValueError):
     """A value the column cannot hold; the message is Vietnamese."""
 
 
-def column_errors(instance) -> dict[str, str]:
-    """Check (and losslessly normalise) every column of a model instance; field name -> message."""
+def column_errors(instance, only: set[str] | None = None) -> dict[str, str]:
+    """Check (and losslessly normalise) every column of a model instance (or the fields named in
+    `only`); field name -> message."""
     errors: dict[str, str] = {}
     for field in instance._meta.sorted_fields:
-        if isinstance(field, AutoField):
+        if isinstance(field, AutoField) or (only is not None and field.name not in only):
             continue
         value = instance.__data__.get(field.name)
         try:
@@ -141,10 +142,11 @@ def _text(field: Field, value: Any) -> str:
     text = value if isinstance(value, str) else str(value)
     if "\x00" in text:
         raise _Bad("Văn bản chứa ký tự không hợp lệ (NUL).")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Bad("Văn bản chứa ký tự không hợp lệ.") from None
+    if not text.isascii():  # only non-ASCII text can hold a lone surrogate
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Bad("Văn bản chứa ký tự không hợp lệ.") from None
     limit = getattr(field, "max_length", None)
     if isinstance(field, CharField) and limit and len(text) > limit:
         raise _Bad(f"Dài tối đa {limit} ký tự (hiện có {len(text)} ký tự).")

@@ -39,6 +39,7 @@ class RowCache:
         self.models: dict[str, Any] = {}
         self.log_rows: list[tuple] = []
         self.flushing = False
+        self.memo: dict[Any, Any] = {}  # answers worth keeping for the batch (e.g. may this account act here)
         self.stats = {"queries": 0, "flushes": 0, "foreign": 0, "cleared": 0}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -80,6 +81,8 @@ class RowCache:
         table = model._meta.table_name
         self.models[table] = model
         self.rows.setdefault(table, {})[record_id] = row
+        if table == "app_user":
+            self.memo.clear()  # answers about accounts may change with them
         if insert or record_id in self.inserts.get(table, ()):
             self.inserts.setdefault(table, {})[record_id] = row
         else:
@@ -138,8 +141,9 @@ class RowCache:
         """Another statement is about to run on the connection: flush first; forget rows it may change."""
         self.stats["foreign"] += 1
         self.flush()
-        if not sql.lstrip()[:9].upper().startswith(_READ_ONLY) and self.rows:
+        if not sql.lstrip()[:9].upper().startswith(_READ_ONLY) and (self.rows or self.memo):
             self.rows.clear()
+            self.memo.clear()
             self.stats["cleared"] += 1
 
 

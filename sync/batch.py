@@ -17,9 +17,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from peewee import DataError, IntegrityError
+from peewee import DataError, ForeignKeyField, IntegrityError
 
-from models import ValidationError, db
+from models import SYNCED_MODELS, AuditEntry, User, ValidationError, db
 from models.rowcache import activated
 
 from .merge import Outcome, SetAside, in_savepoint
@@ -44,13 +44,68 @@ def apply_batch(changes: list[Any], apply_one: ApplyOne) -> BatchResult:
     if not ROWWISE:
         try:
             with db.atomic():  # a savepoint: a failed attempt leaves nothing behind
-                with activated(db.obj):
+                with activated(db.obj) as cache:
+                    preload(cache, changes)
                     return _loop(changes, apply_one, careful=False)
         except (IntegrityError, DataError):
             pass  # a statement failed where no change can be blamed: redo the batch row by row
     result = _loop(changes, apply_one, careful=True)
     result.rowwise = True
     return result
+
+
+def preload(cache, changes: list[Any]) -> None:
+    """Read what the batch will look at, one query per table: its records, the records they point to
+    (and what those point to: a mark's meeting's cell decides its scope), the records audit rows describe."""
+    wanted: dict[type, set] = {}
+
+    def want(model, record_id: Any) -> None:
+        if isinstance(record_id, str) and record_id:
+            wanted.setdefault(model, set()).add(record_id)
+
+    for change in changes:
+        if not isinstance(change, dict):
+            continue
+        model = SYNCED_MODELS.get(change.get("table"))
+        payload = change.get("payload")
+        if model is None or not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
+            continue
+        fields = payload["fields"]
+        want(model, change.get("record_id"))
+        for fk in _foreign_keys(model):
+            want(fk.rel_model, fields.get(fk.column_name))
+        want(User, payload.get("by"))
+        if model is AuditEntry and fields.get("table") in SYNCED_MODELS:
+            want(SYNCED_MODELS[fields["table"]], fields.get("record_id"))
+    loaded: set = set()
+    for _level in range(3):
+        for model, ids in list(wanted.items()):
+            cache.load(model, ids)
+        more: dict[type, set] = {}
+        for model, ids in wanted.items():
+            rows = cache.rows.get(model._meta.table_name, {})
+            for record_id in ids:
+                row = rows.get(record_id)
+                if row is None or (model, record_id) in loaded:
+                    continue
+                loaded.add((model, record_id))
+                for fk in _foreign_keys(model):
+                    target = row.get(fk.name)
+                    if isinstance(target, str) and target not in cache.rows.get(fk.rel_model._meta.table_name, {}):
+                        more.setdefault(fk.rel_model, set()).add(target)
+        if not more:
+            return
+        wanted = more
+
+
+_FKS: dict[type, list] = {}
+
+
+def _foreign_keys(model) -> list:
+    """The model's foreign keys (cached)."""
+    if model not in _FKS:
+        _FKS[model] = [f for f in model._meta.sorted_fields if isinstance(f, ForeignKeyField)]
+    return _FKS[model]
 
 
 def _loop(changes: list[Any], apply_one: ApplyOne, careful: bool) -> BatchResult:

@@ -111,7 +111,8 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         base = {c: "" for c in fields}
     incoming = {c: stamps_in.get(c) or hlc for c in fields}
     if pusher is not None:
-        foreign = sorted({decode(s).node for s in incoming.values()} - {pusher})
+        # The stamps were checked by check_change_shape: the node is what follows the second colon.
+        foreign = sorted({s.split(":", 2)[-1] for s in incoming.values()} - {pusher})
         if foreign:
             raise SetAside("invalid", f"Nút {pusher} gửi dấu thời gian của nút khác ({', '.join(foreign)[:100]}).")
     try:
@@ -168,7 +169,8 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             _record_found(found, outcome)
             return outcome
 
-    merged = model(**{k: v for k, v in data.items() if k not in ("hlc", "stamps", "updated_at")})
+    # Straight into __data__ (a model's constructor would make a new id and times it then discards).
+    merged = _as_record(model, {**data, "hlc": "", "stamps": "", "updated_at": utcnow()})
     merged._is_new = current is None
     merged._from_sync = True
     deleted_parents = _check_parents(model, merged, applied)
@@ -176,14 +178,13 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         _check_scope(model, current, merged, pusher, record_id)
         check_parent_scope(model, merged, applied, pusher, record_id)  # handover: a parent moved away
     try:
-        merged.check_columns()
+        # A new record's every column is checked; an update's stored columns passed when they were stored.
+        merged.check_columns(None if current is None else {by_column[c].name for c in applied})
         merged.clean()
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
     if pusher is not None and _policy is not None:
-        before = model(**current) if current is not None else None
-        if before is not None:
-            before._is_new = False
+        before = _as_record(model, current)
         try:
             # The policy judges what really changes: columns whose value differs (creation time is
             # bookkeeping: the same roll-call mark made at two places was created at two moments).
@@ -214,17 +215,52 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             model.update(**row).where(model.id == record_id).execute()
     outcome.applied = applied
     if log:
-        _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged)
+        _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged,
+                     _carried_actor(payload, pusher))
     if pusher is not None:
         outcome.conflicts += _follow_tombstones(model, record_id, current, merged, applied, deleted_parents,
                                                 pusher)
     return outcome
 
 
-def _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged) -> None:
-    """Append what was applied to the change feed, with its origin (forwarded to the other nodes)."""
+def _carried_actor(payload: dict[str, Any], pusher: str | None) -> dict[str, str]:
+    """Who made a change, as it travels on the change (models/audit.py CARRIED); checked when a node pushed it.
+
+    A name a node may not claim (an account that cannot work there) is kept as unknown, never dropped
+    silently: the change itself is still applied, as its separate audit row would have been refused alone.
+    """
+    by, name = payload.get("by"), payload.get("by_name")
+    if not isinstance(by, str) or not isinstance(name, str):
+        return {}
+    by, name = by[:36], name[:120]
+    if pusher is not None and by and not _may_act_at(by, pusher):
+            return {"by": "", "by_name": f"Không xác định (nút {pusher} ghi một tài khoản không làm việc tại nút)"}
+    return {"by": by, "by_name": name}
+
+
+def _may_act_at(user_id: str, node_id: str) -> bool:
+    """True when the account can work at the node (remembered for the batch: one roll call names one secretary)."""
+    cache = active()
+    memo = cache.memo if cache is not None else {}
+    key = ("may_act_at", user_id, node_id)
+    if key not in memo:
+        from models.users import User
+
+        account = lookup_row(User, user_id)
+        try:
+            scope = _as_record(User, account).sync_scope() if account is not None else None
+        except Exception:  # noqa: BLE001 - an account whose cell is gone cannot act anywhere
+            scope = None
+        memo[key] = scope in (node_id, "*")
+    return memo[key]
+
+
+def _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged,
+                 actor: dict[str, str]) -> None:
+    """Append what was applied to the change feed, with its origin and author (forwarded to the other nodes)."""
     top = max(incoming[c] for c in applied)
-    out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied}, "owner": data.get("owner") or ""}
+    out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied}, "owner": data.get("owner") or "",
+           **actor}
     older = {c: incoming[c] for c in applied if incoming[c] != top}
     if older:
         out["stamps"] = older
@@ -298,8 +334,7 @@ def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedM
     scopes = []
     try:
         if current is not None:
-            before = model(**current)
-            scopes.append(before.sync_scope())
+            scopes.append(_as_record(model, current).sync_scope())
         scopes.append(merged.sync_scope())
     except ValidationError as exc:
         raise SetAside("missing_parent", f"Không xác định được phạm vi của bản ghi: {exc}") from None

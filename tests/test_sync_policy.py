@@ -405,4 +405,7 @@ def test_a_supervisor_on_a_site_visit_scores_the_meeting_at_the_node(held):
         item = TemplateItem.get(TemplateItem.version == sheet.version_id, TemplateItem.type == "yes_no")
         set_answer(sheet, item, "1")
     entries = AuditEntry.select().where(AuditEntry.user_id == user("btv").id)
-    assert queued() - before >= 4 and {e.node for e in entries} == {"doi-1"}
+    # The sheet and its audit row, and the answer, which names the supervisor on the change itself.
+    assert queued() - before >= 3 and {e.node for e in entries} == {"doi-1"}
+    answer_change = (ChangeLog.select().where(ChangeLog.table == "answer").order_by(ChangeLog.seq.desc()).first())
+    assert json.loads(answer_change.payload)["by"] == user("btv").id
