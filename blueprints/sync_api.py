@@ -23,7 +23,7 @@ from models import SYNCED_MODELS, Node, ValidationError, db
 from models.nodes import hash_token
 from sync import SyncError, run_sync
 from sync.protocol import API_PREFIX, Refusal, setting
-from sync.server import apply_push, hello, serve_pull
+from sync.server import apply_push, hello, serve_pull_json
 from sync.digest import scope_digest, scope_ids
 from sync.conflicts import (KIND_LABELS, REASON_LABELS, ResolveError, describe_change, dismiss_dead_letter,
                             resolve_conflict, retry_dead_letter)
@@ -142,10 +142,10 @@ def pull_view():
         if not 0 <= cursor < 2 ** 63 or limit < 1:
             # Beyond 64 bits the database cannot even compare it (it was a 500).
             raise Refusal(400, "bad_request", "cursor phải từ 0 đến 2^63 − 1 và limit phải ≥ 1.")
-        answer = serve_pull(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config)
+        body = serve_pull_json(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config)
     except Refusal as refusal:
         return _refuse(refusal)
-    return jsonify(answer)
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @bp.route("/digest", methods=("GET",))

@@ -24,7 +24,7 @@ SYNC_DEFAULTS: dict[str, int] = {
     # Changes per pushed batch (the design's "about 500").
     "SYNC_BATCH_SIZE": 500,
     # Changes per pull page when the client does not ask for fewer, and the most it may ask for.
-    "SYNC_PULL_LIMIT": 500,
+    "SYNC_PULL_LIMIT": 2000,
     "SYNC_PULL_MAX_LIMIT": 2000,
     # Central refuses a batch with more changes than this (413).
     "SYNC_MAX_BATCH_CHANGES": 5000,

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from peewee import DataError, IntegrityError, fn
 
-from models import ChangeLog, Node, ValidationError, clock
+from models import ChangeLog, Node, ValidationError, clock, db
 from models.base import _short, utcnow, write_transaction
 from models.clock import decode
 from models.migrations import SCHEMA_VERSION, database_identity
@@ -330,7 +330,26 @@ def _replay(stored: AppliedBatch, node: Node, body: dict[str, Any]) -> dict[str,
 
 
 def serve_pull(node: Node, cursor: int, limit: int, config: Mapping[str, Any], full: bool = False) -> dict[str, Any]:
-    """One page of central's change feed for the node: its scope and '*'.
+    """One page of central's change feed for the node: its scope and '*' (see `pull_page`), decoded."""
+    head, rows = pull_page(node, cursor, limit, config, full)
+    head["changes"] = [{"seq": seq, "table": table, "record_id": record_id, "hlc": hlc, "origin": origin,
+                        "payload": json.loads(payload)} for seq, table, record_id, hlc, origin, payload in rows]
+    return head
+
+
+def serve_pull_json(node: Node, cursor: int, limit: int, config: Mapping[str, Any], full: bool = False) -> str:
+    """The same page as JSON text, with each stored payload copied as it is (never decoded and re-encoded)."""
+    head, rows = pull_page(node, cursor, limit, config, full)
+    text = json.dumps
+    changes = ",".join(f'{{"seq":{seq},"table":{text(table)},"record_id":{text(record_id)},"hlc":{text(hlc)},'
+                       f'"origin":{text(origin)},"payload":{payload}}}'
+                       for seq, table, record_id, hlc, origin, payload in rows)
+    return text(head, ensure_ascii=False)[:-1] + f',"changes":[{changes}]}}'
+
+
+def pull_page(node: Node, cursor: int, limit: int, config: Mapping[str, Any],
+              full: bool = False) -> tuple[dict[str, Any], list[tuple]]:
+    """The page's cursors and its rows (seq, table, record_id, hlc, origin, payload text), one fixed query.
 
     The node's own changes are left out unless it asks for its full scope (`full`, and always from
     cursor 0): a fresh, replaced or restored node gets its own earlier records back. When no row
@@ -339,21 +358,18 @@ def serve_pull(node: Node, cursor: int, limit: int, config: Mapping[str, Any], f
     """
     rehome_cells(origin=str(config.get("NODE_ID", "central")))
     high = feed_high()
-    query = ChangeLog.select().where((ChangeLog.seq > cursor) & (ChangeLog.scope.in_(["*", node.id])))
-    if not (full or cursor == 0):
-        query = query.where(ChangeLog.origin != node.id)
-    rows = list(query.order_by(ChangeLog.seq).limit(limit + 1))
+    database = db.obj
+    p = database.param
+    own = "" if (full or cursor == 0) else f" AND origin <> {p}"
+    sql = (f'SELECT seq, "table", record_id, hlc, origin, payload FROM change_log WHERE seq > {p} '
+           f"AND scope IN ({p}, {p}){own} ORDER BY seq LIMIT {p}")
+    params = [cursor, "*", node.id] + ([node.id] if own else []) + [limit + 1]
+    rows = database.execute_sql(sql, params).fetchall()
     more = len(rows) > limit
     rows = rows[:limit]
     if more:
-        next_cursor = rows[-1].seq
+        next_cursor = rows[-1][0]
     else:
-        next_cursor = max([high, cursor] + [r.seq for r in rows[-1:]])
+        next_cursor = max([high, cursor] + [r[0] for r in rows[-1:]])
     Node.update(last_pull_at=utcnow(), last_seen_at=utcnow()).where(Node.id == node.id).execute()
-    return {
-        "cursor": cursor,
-        "next_cursor": next_cursor,
-        "more": more,
-        "changes": [{"seq": r.seq, "table": r.table, "record_id": r.record_id, "hlc": r.hlc,
-                     "origin": r.origin, "payload": json.loads(r.payload)} for r in rows],
-    }
+    return {"cursor": cursor, "next_cursor": next_cursor, "more": more}, rows
