@@ -482,6 +482,15 @@ def _to_json(value: Any) -> Any:
     return value
 
 
+def _utf8(text: str) -> bool:
+    """True when the text can be encoded as UTF-8 (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _from_json(field, value: Any) -> Any:
     if value is None:
         if not field.null:
@@ -513,7 +522,11 @@ def _from_json(field, value: Any) -> Any:
     if isinstance(field, (CharField, TextField, ForeignKeyField)):
         if not isinstance(value, str):
             raise TypeError
-        if isinstance(field, CharField) and field.max_length and len(value) > field.max_length:
+        limit = getattr(field.rel_field if isinstance(field, ForeignKeyField) else field, "max_length", None)
+        if limit and len(value) > limit:
+            raise ValueError
+        # What no column stores (PostgreSQL refuses NUL; a lone surrogate is not UTF-8): as check_columns.
+        if "\x00" in value or (not value.isascii() and not _utf8(value)):
             raise ValueError
         return value
     return value

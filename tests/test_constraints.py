@@ -112,3 +112,25 @@ def test_integer_columns_take_only_whole_numbers(app, org, value, ok):
         else:
             with pytest.raises(ValidationError):
                 member.save()
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_what_central_reads_from_the_wire_passes_the_column_checks(instance):
+    """The converse, which lets the sync engine skip check_columns(): whatever from_wire() accepts fits its columns."""
+    model = type(instance)
+    wire = {}
+    for field in model._meta.sorted_fields:
+        value = instance.__data__.get(field.name)
+        wire[field.column_name] = value.isoformat() if hasattr(value, "isoformat") else value
+    try:
+        values = model.from_wire(wire, partial=True)
+    except ValidationError:
+        return
+    again = model(**values)
+    errors = {}
+    try:
+        again.check_columns(only=set(values))
+    except ValidationError as exc:
+        errors = exc.errors
+    assert errors == {}
