@@ -14,6 +14,9 @@ its stamp and the stamp it replaced), taken from the outbox rows the write appen
 tests/test_sync_convergence.py judge the quiesced databases against that model.
 Histories start from template files (central with an organisation, three field nodes after their
 first sync) copied per history, so a history costs its operations and syncs only.
+`Sim(..., fixed_time=True)` also makes `models.base.utcnow()` (created/deleted/logged times) read the
+simulated wall clock, so two runs of one seed can be compared value for value (tests/test_sync_batch.py);
+the convergence test leaves it off.
 """
 from __future__ import annotations
 
@@ -120,6 +123,28 @@ class SimTransport:
         """Nothing to release."""
 
 
+def pin_utcnow(seconds: Callable[[], float]) -> Callable[[], None]:
+    """Make `models.base.utcnow()` return the time `seconds()` (epoch seconds) gives; return the undo.
+
+    Every module imports `utcnow` by name and the models use it as a field default, so the function
+    object itself is rewired (its code now asks `_pinned_utcnow_source` in models.base) rather than
+    the names that refer to it.
+    """
+    function = models.base.utcnow
+    original = function.__code__
+
+    def pinned():
+        return dt.datetime.fromtimestamp(_pinned_utcnow_source(), dt.timezone.utc).replace(tzinfo=None)  # noqa: F821
+
+    models.base._pinned_utcnow_source = seconds
+    function.__code__ = pinned.__code__
+
+    def undo() -> None:
+        function.__code__ = original
+        models.base.__dict__.pop("_pinned_utcnow_source", None)
+    return undo
+
+
 def _wire(value: Any) -> Any:
     """What the other side reads after JSON on the wire."""
     return json.loads(json.dumps(value, ensure_ascii=False)) if value is not None else None
@@ -128,8 +153,12 @@ def _wire(value: Any) -> Any:
 class Sim:
     """Central and the field nodes of one history, with the model of what users wrote."""
 
-    def __init__(self, directory: Path, seed: int):
-        """Open copies of the template databases; nothing is bound until `acting()`."""
+    def __init__(self, directory: Path, seed: int, fixed_time: bool = False):
+        """Open copies of the template databases; nothing is bound until `acting()`.
+
+        `fixed_time`: stored times (`utcnow()`) follow the simulated wall clock of the acting machine
+        instead of the real one, so a history is reproducible to the microsecond.
+        """
         self.seed = seed
         self.rng = random.Random(seed)
         self.dir = directory
@@ -150,6 +179,7 @@ class Sim:
         self._saved = (db.obj, models.base.FIELD_NODE, clock.node_id, clock._wall, models.base.uuid7)
         clock._wall = lambda: self.wall_ms(self.active or CENTRAL) / 1000.0
         models.base.uuid7 = self._uuid7
+        self._unpin = pin_utcnow(lambda: self.wall_ms(self.active or CENTRAL) / 1000.0) if fixed_time else None
 
     # -- the environment -------------------------------------------------------------------------
     def close(self) -> None:
@@ -160,6 +190,9 @@ class Sim:
         if obj is not None:
             db.initialize(obj)
         models.base.FIELD_NODE, clock.node_id, clock._wall, models.base.uuid7 = writer, node, wall, maker
+        if self._unpin is not None:
+            self._unpin()
+            self._unpin = None
 
     def wall_ms(self, name: str) -> int:
         """The wall clock of one machine: simulated time plus its offset."""
