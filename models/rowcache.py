@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+
+from peewee import DataError, IntegrityError
+from peewee import __exception_wrapper__ as _driver_errors
 from contextvars import ContextVar
 from typing import Any, Iterable, Iterator
 
@@ -25,6 +28,16 @@ _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "BEGIN", "PRAGMA")
 _CHUNK = 400  # ids per IN (...) list, below SQLite's limit on bound variables
 
 _active: ContextVar["RowCache | None"] = ContextVar("rowcache", default=None)
+
+
+class FlushFailed(BaseException):
+    """A buffered write failed while another statement was about to run.
+
+    The failure belongs to an earlier change of the batch, not to the code whose statement triggered
+    the flush, so it must not be caught as that code's own error (an `except IntegrityError` or even
+    `except Exception` there would blame the wrong change): it derives from BaseException and only
+    the batch runner (sync/batch.py) catches it, to redo the batch row by row.
+    """
 
 
 class RowCache:
@@ -67,7 +80,8 @@ class RowCache:
         for start in range(0, len(wanted), _CHUNK):
             part = wanted[start:start + _CHUNK]
             marks = ", ".join([self.database.param] * len(part))
-            cursor.execute(f'SELECT {columns} FROM "{table}" WHERE "{key}" IN ({marks})', part)
+            with _driver_errors:  # driver errors become peewee's, as for any other query
+                cursor.execute(f'SELECT {columns} FROM "{table}" WHERE "{key}" IN ({marks})', part)
             self.stats["queries"] += 1
             for raw in cursor.fetchall():
                 row = {f.name: (f.python_value(v) if v is not None else None) for f, v in zip(fields, raw)}
@@ -96,39 +110,15 @@ class RowCache:
         """Write the buffer: inserts table by table (parents first), then updates, then the change log."""
         if not (self.inserts or self.updates or self.log_rows):
             return
-        from . import ALL_MODELS, ChangeLog
-
         self.flushing = True
         try:
-            order = {m._meta.table_name: n for n, m in enumerate(ALL_MODELS)}
-            cursor = self.database.cursor()
-            p = self.database.param
-            for table in sorted(self.inserts, key=lambda t: order.get(t, len(order))):
-                model = self.models[table]
-                fields = model._meta.sorted_fields
-                sql = (f'INSERT INTO "{table}" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
-                       f'VALUES ({", ".join([p] * len(fields))})')
-                cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields]
-                                         for row in self.inserts[table].values()])
-            for table in sorted(self.updates, key=lambda t: order.get(t, len(order))):
-                model = self.models[table]
-                key = model._meta.primary_key
-                fields = [f for f in model._meta.sorted_fields if f is not key]
-                sets = ", ".join(f'"{f.column_name}" = {p}' for f in fields)
-                sql = f'UPDATE "{table}" SET {sets} WHERE "{key.column_name}" = {p}'
-                cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields] + [key.db_value(i)]
-                                         for i, row in self.updates[table].items()])
-            if self.log_rows:
-                created = ChangeLog._meta.fields["created_at"]
-                cursor.executemany(
-                    f'INSERT INTO "change_log" ("table", "record_id", "hlc", "origin", "scope", "payload", '
-                    f'"created_at") VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
-                    [(t, r, h, o, s, json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-                      created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows])
+            with _driver_errors:  # driver errors become peewee's IntegrityError/DataError, as for any query
+                self._write_buffer()
             self.stats["flushes"] += 1
         except Exception:
-            # The statements above ran in the caller's transaction; the caller rolls it back.
+            # The statements ran in the caller's transaction; the caller rolls it back.
             self.rows.clear()
+            self.memo.clear()
             raise
         finally:
             self.inserts.clear()
@@ -136,11 +126,44 @@ class RowCache:
             self.log_rows.clear()
             self.flushing = False
 
+    def _write_buffer(self) -> None:
+        """The statements of `flush()`."""
+        from . import ALL_MODELS, ChangeLog
+
+        order = {m._meta.table_name: n for n, m in enumerate(ALL_MODELS)}
+        cursor = self.database.cursor()
+        p = self.database.param
+        for table in sorted(self.inserts, key=lambda t: order.get(t, len(order))):
+            model = self.models[table]
+            fields = model._meta.sorted_fields
+            sql = (f'INSERT INTO "{table}" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
+                   f'VALUES ({", ".join([p] * len(fields))})')
+            cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields]
+                                     for row in self.inserts[table].values()])
+        for table in sorted(self.updates, key=lambda t: order.get(t, len(order))):
+            model = self.models[table]
+            key = model._meta.primary_key
+            fields = [f for f in model._meta.sorted_fields if f is not key]
+            sets = ", ".join(f'"{f.column_name}" = {p}' for f in fields)
+            sql = f'UPDATE "{table}" SET {sets} WHERE "{key.column_name}" = {p}'
+            cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields] + [key.db_value(i)]
+                                     for i, row in self.updates[table].items()])
+        if self.log_rows:
+            created = ChangeLog._meta.fields["created_at"]
+            cursor.executemany(
+                f'INSERT INTO "change_log" ("table", "record_id", "hlc", "origin", "scope", "payload", '
+                f'"created_at") VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
+                [(t, r, h, o, s, json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
+                  created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows])
+
     # -- the guard -----------------------------------------------------------------------------
     def before_statement(self, sql: str) -> None:
         """Another statement is about to run on the connection: flush first; forget rows it may change."""
         self.stats["foreign"] += 1
-        self.flush()
+        try:
+            self.flush()
+        except (IntegrityError, DataError) as exc:  # anything else is a crash, and stays one
+            raise FlushFailed(str(exc)) from exc
         if not sql.lstrip()[:9].upper().startswith(_READ_ONLY) and (self.rows or self.memo):
             self.rows.clear()
             self.memo.clear()

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from peewee import DataError, ForeignKeyField, IntegrityError
 
 from models import SYNCED_MODELS, AuditEntry, User, ValidationError, db
-from models.rowcache import activated
+from models.rowcache import FlushFailed, activated
 
 from .merge import Outcome, SetAside, in_savepoint
 
@@ -47,8 +47,8 @@ def apply_batch(changes: list[Any], apply_one: ApplyOne) -> BatchResult:
                 with activated(db.obj) as cache:
                     preload(cache, changes)
                     return _loop(changes, apply_one, careful=False)
-        except (IntegrityError, DataError):
-            pass  # a statement failed where no change can be blamed: redo the batch row by row
+        except (IntegrityError, DataError, FlushFailed):
+            pass  # a buffered write failed and no change can be blamed: redo the batch row by row
     result = _loop(changes, apply_one, careful=True)
     result.rowwise = True
     return result
