@@ -490,7 +490,8 @@ def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -
 def may_fill(meeting, role: str) -> bool:
     """Whether the user may start or change this role's sheet for the meeting."""
     if role == "supervisor":
-        return current_user.role in ("supervisor", "admin")
+        # The supervisor's record is written on the node holding the meeting (see models/supervision.py).
+        return current_user.role in ("supervisor", "admin") and held_here(meeting.cell)
     return current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell)
 
 
