@@ -352,3 +352,22 @@ def test_model_meeting_programme(app, client, seeded):
     html = client.get(page).get_data(as_text=True)
     assert "Đã tổ chức" in html and "CB02" in html
     assert "Chuẩn bị kỹ dự thảo nghị quyết" in client.get(view).get_data(as_text=True)
+
+
+def test_demo_has_a_rotation_plan_and_visits(app):
+    """The demo: five Standing Committee accounts, the year's plan, two visits with recommendations."""
+    from models.demo import load_demo
+    from models.supervision import coverage, recommendation_rows
+
+    with app.app_context(), db.connection_context():
+        load_demo(today=dt.date(2026, 11, 25), start_year=2025)
+        assert User.select().where(User.role == "supervisor").count() == 5
+        by_cell, by_member = coverage(2026)
+        assert [r.planned for r in by_cell] == [4] * 8
+        assert max(r.planned for r in by_member) - min(r.planned for r in by_member) <= 1
+        assert sum(r.made for r in by_cell) == 2
+        states = sorted(r.state for r in recommendation_rows())
+        assert states == ["open", "open", "open", "verified"]
+        own = [line for line in SupervisionAssignment.select()
+               if line.supervisor.cell_id == line.cell_id]
+        assert own == []
