@@ -371,3 +371,46 @@ def test_demo_has_a_rotation_plan_and_visits(app):
         own = [line for line in SupervisionAssignment.select()
                if line.supervisor.cell_id == line.cell_id]
         assert own == []
+
+
+MATRIX_ROLES = ("admin", "btv", "bithu1", "dangvien1")
+
+
+@pytest.mark.parametrize("role", MATRIX_ROLES)
+def test_role_matrix_of_the_supervision_screens(client, seeded, role):
+    """Each role gets exactly the answer it should on every supervision screen."""
+    meeting, cell, other = seeded.meeting.id, seeded.cell.id, seeded.other_cell.id
+    expected = [
+        ("/supervision/plan", {"admin": 200, "btv": 200, "bithu1": 403, "dangvien1": 403}),
+        ("/supervision/mine", {"admin": 403, "btv": 200, "bithu1": 403, "dangvien1": 403}),
+        (f"/supervision/cells/{cell}", dict.fromkeys(MATRIX_ROLES, 200)),
+        (f"/supervision/cells/{other}", {"admin": 200, "btv": 200, "bithu1": 403, "dangvien1": 403}),
+        (f"/supervision/meetings/{meeting}/visit", dict.fromkeys(MATRIX_ROLES, 200)),
+        ("/supervision/recommendations", dict.fromkeys(MATRIX_ROLES, 200)),
+        ("/supervision/inspections", dict.fromkeys(MATRIX_ROLES, 200)),
+        ("/supervision/model-meetings", dict.fromkeys(MATRIX_ROLES, 200)),
+        ("/supervision/meetings/khong-co/visit", dict.fromkeys(MATRIX_ROLES, 404)),
+    ]
+    login(client, role)
+    for path, answers in expected:
+        assert client.get(path).status_code == answers[role], path
+    response = post(client, "/supervision/recommendations", "/supervision/plan/generate", {"frequency": "4"})
+    assert response.status_code == (303 if role == "admin" else 403)
+
+
+def test_the_record_is_written_only_where_the_meeting_is_held(app, client, seeded, visit_page):
+    """At central, a meeting held by a field node gets no visit record: a message, nothing written."""
+    with app.app_context(), db.connection_context():
+        cell = seeded.cell
+        cell.node_id = "doi-1"
+        cell.save()
+    login(client, "btv")
+    html = client.get(visit_page).get_data(as_text=True)
+    assert "Bắt đầu ghi biên bản" not in html
+    response = post(client, visit_page, visit_page, {"action": "start"})
+    assert response.status_code == 403
+    assert "do nút khác quản lý" in response.get_data(as_text=True)
+    sheet = client.get(f"/meetings/{seeded.meeting.id}/sheets/giam_sat?role=supervisor").get_data(as_text=True)
+    assert "Phiếu này chưa được chấm" in sheet
+    with app.app_context(), db.connection_context():
+        assert count(SupervisionVisit) == 0
