@@ -457,9 +457,16 @@ def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
     if answer_set is None:
         abort(404)
     if answer_set.role == "supervisor":
-        get_meeting_or_404(answer_set.meeting_id)
+        meeting = get_meeting_or_404(answer_set.meeting_id)
         if current_user.role not in ("supervisor", "admin"):
             abort(403)
+        if not may_fill(meeting, "supervisor"):
+            abort(403, "Phiếu giám sát ghi tại nút giữ chi bộ (nơi họp); tại đây chỉ được xem.")
+        from models.supervision import SupervisionVisit
+
+        if SupervisionVisit.live().where((SupervisionVisit.answer_set == answer_set.id)
+                                         & SupervisionVisit.confirmed_at.is_null(False)).exists():
+            abort(403, "Biên bản giám sát đã ký xác nhận: phiếu giám sát không sửa được nữa.")
     else:
         get_meeting_or_404(answer_set.meeting_id, write=True)
     return answer_set

@@ -291,7 +291,7 @@ def visit_context(meeting: Meeting, visit: SupervisionVisit | None, **extra) -> 
     previous, last_year = comparison_meetings(meeting)
     marks = attendance_by_member(meeting)
     roll = [m for m in roll_for_cell(meeting.cell_id) if m.counts_for_attendance]
-    context = dict(meeting=meeting, visit=visit, kinds=MEETING_KINDS, facts=meeting_facts(meeting),
+    context = dict(meeting=meeting, visit=visit, meeting_kinds=MEETING_KINDS, sheet_tree=[], facts=meeting_facts(meeting),
                    comparison=comparison_rows(meeting), previous=previous, last_year=last_year,
                    roll=roll, marks=marks, others=[v for v in visits_of_meeting(meeting) if not visit or v.id != visit.id],
                    writable=bool(visit) and may_record(meeting) and not visit.confirmed,
@@ -299,12 +299,17 @@ def visit_context(meeting: Meeting, visit: SupervisionVisit | None, **extra) -> 
                    rec_form={}, gap=score_gap(visit) if visit else None, gap_points=SCORE_GAP_POINTS,
                    recs=recommendation_rows(visit_id=visit.id) if visit else [], states=REC_STATES,
                    side=follow_up_side(meeting.cell), allowed_moves=allowed_moves, today=local_today())
+    shown = context["visit"]
+    if shown is not None and shown.answer_set_id:
+        context.update(sheet_of(meeting, shown, context["writable"]))
     if visit is None:
         # The cell and other readers see every visitor's record; a supervisor sees their own first.
         shown = context["others"][:1]
         if shown:
             context.update(visit=shown[0], others=context["others"][1:], gap=score_gap(shown[0]),
                            recs=recommendation_rows(visit_id=shown[0].id))
+            if shown[0].answer_set_id:
+                context.update(sheet_of(meeting, shown[0], False))
     context.update(extra)
     return context
 
@@ -341,6 +346,22 @@ def visit_page(meeting_id: str):
             return render_template("supervision/visit.html", **visit_context(meeting, None, not_held=exc.errors["meeting"],
                                                                              may_start=False))
     return render_template("supervision/visit.html", **visit_context(meeting, visit))
+
+
+# Items of the supervision sheet the visit form fills itself (see models.supervision.fill_sheet).
+FILLED_BY_FORM = ("S1", "S6", "S10", "S17.cb", "S17.gs", "S19", "S20", "S21")
+
+
+def sheet_of(meeting: Meeting, visit: SupervisionVisit, writable: bool) -> dict:
+    """The supervision sheet's questions (template in force) for the visit page, minus the form's own."""
+    from .checklists import sheet_context
+
+    context = sheet_context(meeting, AnswerSet.get_by_id(visit.answer_set_id), "giam_sat", "supervisor")
+    tree = [(section, [i for i in items if i.code not in FILLED_BY_FORM]) for section, items in context["tree"]]
+    return dict(sheet_tree=[(s, items) for s, items in tree if items], answers=context["answers"],
+                results=context["results"], answer_set=context["answer_set"], role="supervisor",
+                roles=context["roles"], computed_sources=context["computed_sources"], score=context["score"],
+                other_score=None, sheet_writable=writable)
 
 
 def get_visit_or_404(visit_id: str, write: bool = True) -> SupervisionVisit:

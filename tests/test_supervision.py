@@ -156,16 +156,22 @@ def test_on_site_record_with_score_difference_and_recommendation(app, client, se
     assert "Bổ sung sổ nghị quyết" in html and "Chưa thực hiện" in html
     assert "Đã ký xác nhận" in html
     assert 'data-testid="attendance-gap"' in html  # 5 counted on site, none marked in the roll call
+    assert 'data-testid="visit-sheet"' in html and 'data-code="S7"' in html and 'data-code="S17.gs"' not in html
     with app.app_context(), db.connection_context():
         from models.checklists import AnswerSet, answers_by_code
 
         answers = answers_by_code(AnswerSet.get_by_id(visit.answer_set_id))
         assert answers["S17.gs"].value == 50 and answers["S6"].value == 5
         assert "Bổ sung sổ nghị quyết" in answers["S19"].value
-    # Signed: no further edit.
+    # Signed: no further edit, of the record or of its sheet.
     response = post(client, visit_page, visit_page, {"action": "save", "score": "90"})
     assert response.status_code == 422
     assert "đã ký xác nhận" in response.get_data(as_text=True)
+    with app.app_context(), db.connection_context():
+        from models.checklists import TemplateItem
+        s7 = TemplateItem.get((TemplateItem.code == "S7") & (TemplateItem.version == AnswerSet.get_by_id(visit.answer_set_id).version_id))
+    response = post(client, visit_page, f"/answer-sets/{visit.answer_set_id}/items/{s7.id}", {"value": "1"})
+    assert response.status_code == 403 and "đã ký xác nhận" in response.get_data(as_text=True)
 
 
 def test_a_visit_to_a_meeting_not_yet_held_is_refused(app, client, seeded):

@@ -114,6 +114,11 @@ def test_supervisor_on_a_tablet_and_follow_up_across_nodes(browser: Browser, bro
     visitor.goto(f"{field_url}/supervision/meetings/{meeting}/visit")
     expect(visitor.get_by_test_id("rollcall-present")).to_have_text("4")
     visitor.get_by_role("button", name="Bắt đầu ghi biên bản giám sát").tap()
+    # The checklist of the template in force, on the same screen: each tap is saved at once.
+    procedure = visitor.get_by_test_id("visit-sheet").locator('[data-code="S7"]')
+    procedure.get_by_role("button", name="Có").tap()
+    expect(visitor.get_by_test_id("visit-sheet").locator('[data-code="S7"]')
+           .get_by_role("button", name="Có")).to_have_attribute("aria-pressed", "true")
     visitor.get_by_label("Số đảng viên có mặt thực tế").fill("4")
     visitor.get_by_label("Điểm người giám sát chấm (thang 100)").fill("50")
     visitor.get_by_label("Ưu điểm").fill("Chuẩn bị nội dung chu đáo, điều hành chặt chẽ")
@@ -173,5 +178,9 @@ def test_supervisor_on_a_tablet_and_follow_up_across_nodes(browser: Browser, bro
     assert central_events == field_events
     assert [(state, side) for _id, state, side, _hlc in central_events] == [
         ("open", "supervisor"), ("done", "cell"), ("verified", "supervisor")]
+    answers = ("SELECT i.code, a.value_json FROM answer a JOIN template_item i ON i.id = a.item_id "
+               "JOIN answer_set s ON s.id = a.answer_set_id WHERE s.role = 'supervisor' ORDER BY i.code")
+    assert ("S7", "true") in query(central_env, answers)
+    assert query(central_env, answers) == query(field_env, answers)
     visit_row = "SELECT score, strengths, confirmed_at IS NOT NULL FROM supervision_visit"
     assert query(central_env, visit_row) == query(field_env, visit_row)
