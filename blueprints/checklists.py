@@ -457,9 +457,16 @@ def get_answer_set_or_404(answer_set_id: str) -> AnswerSet:
     if answer_set is None:
         abort(404)
     if answer_set.role == "supervisor":
-        get_meeting_or_404(answer_set.meeting_id)
+        meeting = get_meeting_or_404(answer_set.meeting_id)
         if current_user.role not in ("supervisor", "admin"):
             abort(403)
+        if not may_fill(meeting, "supervisor"):
+            abort(403, "Phiếu giám sát ghi tại nút giữ chi bộ (nơi họp); tại đây chỉ được xem.")
+        from models.supervision import SupervisionVisit
+
+        if SupervisionVisit.live().where((SupervisionVisit.answer_set == answer_set.id)
+                                         & SupervisionVisit.confirmed_at.is_null(False)).exists():
+            abort(403, "Biên bản giám sát đã ký xác nhận: phiếu giám sát không sửa được nữa.")
     else:
         get_meeting_or_404(answer_set.meeting_id, write=True)
     return answer_set
@@ -490,7 +497,8 @@ def sheet_context(meeting, answer_set: AnswerSet | None, kind: str, role: str) -
 def may_fill(meeting, role: str) -> bool:
     """Whether the user may start or change this role's sheet for the meeting."""
     if role == "supervisor":
-        return current_user.role in ("supervisor", "admin")
+        # The supervisor's record is written on the node holding the meeting (see models/supervision.py).
+        return current_user.role in ("supervisor", "admin") and held_here(meeting.cell)
     return current_user.can_write_cell(meeting.cell_id) and held_here(meeting.cell)
 
 

@@ -29,6 +29,8 @@ from .org import Cell, Organisation
 from .roster import ImportJob
 from .rules import RuleSet
 from .sync_state import AppliedBatch, Conflict, DeadLetter
+from .supervision import (AnnualInspection, ModelMeeting, ModelMeetingObserver, Recommendation,
+                          RecommendationEvent, SupervisionAssignment, SupervisionVisit)
 from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
@@ -37,6 +39,9 @@ ALL_MODELS = [
     MemberStatusChange, Position, AuditEntry, LoginAttempt, KnownAddress, UserSession, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
     MeetingGuest, Contribution, Vote, Task, TaskReview, MinutesRevision, Orientation,
+    # Supervision (issue 11): plan, visits, recommendations and their events, inspections, model meetings.
+    SupervisionAssignment, SupervisionVisit, Recommendation, RecommendationEvent, AnnualInspection,
+    ModelMeeting, ModelMeetingObserver,
 ]
 
 SQLITE_PRAGMAS = {

@@ -96,7 +96,45 @@ def load_demo(today: dt.date | None = None, seed: int = 2023, start_year: int = 
                                          f"Đảng viên {name}", cell=cell, member=plain))
         accounts.insert(0, _account("admin", "admin", "Văn phòng Đảng ủy", "Quản trị, Văn phòng Đảng ủy"))
         accounts.insert(1, _account("btv.hung", "supervisor", "Nguyễn Văn Hùng", "Ủy viên Ban Thường vụ"))
+        for position, (username, name, code) in enumerate(STANDING_COMMITTEE, start=2):
+            cell = Cell.get(Cell.code == code)
+            accounts.insert(position, _account(username, "supervisor", name,
+                                               f"Ủy viên Ban Thường vụ (sinh hoạt tại {code})", cell=cell))
+        _supervision(today)
     return accounts
+
+
+# The other Standing Committee members (btv.hung is the first) and the cells they belong to: the
+# automatic rotation plan keeps them away from their own cells.
+STANDING_COMMITTEE = [("btv.lan", "Trần Thị Lan", "CB01"), ("btv.minh", "Lê Quốc Minh", "CB03"),
+                      ("btv.phuong", "Phạm Thị Phương", "CB05"), ("btv.son", "Võ Thanh Sơn", "CB07")]
+
+
+def _supervision(today: dt.date) -> None:
+    """The year's automatic rotation plan and two visits made, with recommendations followed up."""
+    from .supervision import add_event, add_recommendation, generate_plan, planned_meeting, save_visit, start_visit
+
+    lines, _left = generate_plan(today.year, 4)
+    made = 0
+    for line in sorted(lines, key=lambda x: x.month):
+        meeting = planned_meeting(line)
+        if made == 2 or meeting is None or meeting.held_on >= today:
+            continue
+        supervisor = User.get_by_id(line.supervisor_id)
+        visit = start_visit(meeting, supervisor, today=today)
+        save_visit(visit, {"verified_present": "", "score": "82" if made else "88",
+                           "strengths": "Chuẩn bị nội dung chu đáo; điều hành đúng trình tự.",
+                           "weaknesses": "Số đảng viên phát biểu còn ít; sổ nghị quyết ghi chưa đầy đủ.",
+                           "remarks": "Đề nghị chi bộ phát huy dân chủ, gắn nội dung với nhiệm vụ chính trị."})
+        rec = add_recommendation(visit, "Bổ sung, hoàn thiện sổ nghị quyết các kỳ trước",
+                                 meeting.held_on + dt.timedelta(days=30), supervisor)
+        add_recommendation(visit, "Phân công đảng viên chuẩn bị ý kiến phát biểu trước buổi sinh hoạt",
+                           meeting.held_on + dt.timedelta(days=60), supervisor)
+        if made == 0:
+            secretary = User.get((User.cell == meeting.cell_id) & (User.role == "secretary"))
+            add_event(rec, "done", "cell", secretary, "Đã bổ sung sổ nghị quyết")
+            add_event(rec, "verified", "supervisor", supervisor)
+        made += 1
 
 
 def _account(username, role, full_name, description, cell=None, member=None) -> DemoAccount:

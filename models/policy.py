@@ -284,6 +284,21 @@ POLICIES: dict[str, TablePolicy] = {
         invariants=(Invariant(frozenset(), _account_role_is_cell_level, always=True),
                     Invariant(_cols("member_id", "cell_id"), _account_member_in_own_cell),
                     Invariant(_cols("password_hash"), _password_is_argon2))),
+    # Supervision (issue 11). The rotation plan, annual inspections and the model-meeting programme
+    # are the Party committee's: written at central, received everywhere.
+    "supervision_assignment": TablePolicy("phân công giám sát", **_CENTRAL_ONLY),
+    "annual_inspection": TablePolicy("kiểm tra hằng năm", **_CENTRAL_ONLY),
+    "model_meeting": TablePolicy("sinh hoạt chi bộ mẫu", **_CENTRAL_ONLY),
+    "model_meeting_observer": TablePolicy("chi bộ dự quan sát sinh hoạt mẫu", **_CENTRAL_ONLY),
+    # The supervisor's on-site record is written on the node holding the meeting (the person is
+    # checked by the views: only a supervisor account writes it) and is never removed there.
+    "supervision_visit": TablePolicy(
+        "biên bản giám sát", create=True,
+        update=_cols("answer_set_id", "verified_present", "attendance_note", "score", "strengths", "weaknesses",
+                     "remarks", "confirmed_at")),
+    "supervision_recommendation": TablePolicy("kiến nghị sau giám sát", create=True, update=_cols("text", "deadline")),
+    # Follow-up moves are events: written once by the cell or the supervisor, never edited or removed.
+    "recommendation_event": TablePolicy("tiến độ khắc phục kiến nghị", create=True),
 }
 
 
