@@ -84,8 +84,17 @@ for line in sys.stdin:
         if words[0] == "write":
             out = write(int(words[1]), int(words[2]))
         else:
+            profiler = None
+            if words[0] == "psync":  # the same sync under cProfile (stats on stderr)
+                import cProfile
+                profiler = cProfile.Profile()
+                profiler.enable()
             started = time.perf_counter()
             report = run_sync(app.config)
+            if profiler is not None:
+                import pstats
+                profiler.disable()
+                pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
             out = {"seconds": time.perf_counter() - started, "pushed": report.pushed, "pulled": report.pulled,
                    "errors": report.errors}
     print(json.dumps(out), flush=True)
@@ -303,7 +312,7 @@ def main() -> None:
         field_env = env_for(tmp, "field", "doi-1", free_port(), CHIBO_CENTRAL_URL=f"http://127.0.0.1:{port}",
                             CHIBO_SYNC_TOKEN=token)
         field = Field(field_env)
-        first = field.ask("sync")
+        first = field.ask("psync" if os.environ.get("CHIBO_PROFILE_PULL") else "sync")
         print(f"# first pull: {first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
         figures["first_pull_changes_per_s"] = [first["pulled"] / first["seconds"]]
         noop = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
