@@ -396,8 +396,13 @@ def test_perturbed_histories_do_reach_the_redo_and_the_dead_letters():
     reasons: set[str] = set()
     kinds: set[str] = set()
     events: list[str] = []
-    for rowwise in (True, False):
-        for seed in range(501, 509):
+    wanted = {"constraint", "missing_parent", "out_of_scope", "invalid", "policy"}
+    # Each kind of perturbation is drawn at random: look at up to 40 seeds, stopping once all are seen
+    # (eight seeds usually suffice, but one full-suite run once saw no policy refusal in them).
+    for rowwise, seeds in ((True, range(501, 541)), (False, range(501, 509))):
+        for seed in seeds:
+            if rowwise and wanted <= reasons and "duplicate" in kinds:
+                break
             with tempfile.TemporaryDirectory(dir=_scratch()) as directory, way(rowwise) as ways, _transport(True):
                 sim = Sim(Path(directory), seed, fixed_time=True)
                 ways.rng = sim.rng
@@ -412,7 +417,7 @@ def test_perturbed_histories_do_reach_the_redo_and_the_dead_letters():
                 finally:
                     sim.close()
             events += ways.events
-    assert {"constraint", "missing_parent", "out_of_scope", "invalid", "policy"} <= reasons, reasons
+    assert wanted <= reasons, reasons
     assert "duplicate" in kinds, kinds
     assert "fast-failed" in events and "fast" in events, set(events)
 
