@@ -38,7 +38,7 @@ bp = Blueprint("reports", __name__, url_prefix="/reports", cli_group="reports")
 
 READERS = ("admin", "supervisor", "secretary")
 PAGE_CELLS = 50
-PAGE_MEETINGS = 50
+PAGE_MEETINGS = 20
 FIRST_YEAR = 2000
 
 
