@@ -16,7 +16,7 @@ import json
 import threading
 
 import click
-from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -61,6 +61,7 @@ def read_filters() -> tuple[Filters, list]:
     today = dt.date.today()
     year = _int("year", FIRST_YEAR, today.year + 1) or today.year
     cells = list(visible_cells())
+    g.report_cells = cells
     cell_id = request.args.get("cell", "")
     if cell_id:
         chosen = [c for c in cells if c.id == cell_id]
@@ -130,7 +131,7 @@ def report_dashboard():
          ("Cấp trên chấm", [total.bands("sup")[c] for c in BAND_CODES])],
         maximum=max([1] + [total.bands(w)[c] for w in ("self", "sup") for c in BAND_CODES]), unit=" buổi"))
     panels = [p for p in (panel(filters, total) for panel in DASHBOARD_PANELS) if p]
-    all_cells = list(visible_cells())
+    all_cells = g.report_cells
     return render_template(
         "reports/dashboard.html", filters=filters, cells=shown, all_cells=all_cells, total=total,
         metric_rows=METRIC_ROWS, matrix=matrix, states=MATRIX_STATES, totals_by_month=totals_by_month,
@@ -213,7 +214,7 @@ def report_yoy():
     ]
     return render_template("reports/yoy.html", filters=filters, base=base, years=years, table=table,
                            cell_table=cell_table, charts=charts, query=_query, fmt=fmt, kinds=MEETING_KINDS,
-                           all_cells=list(visible_cells()), cell_arg=request.args.get("cell", ""), page=min(page, pages),
+                           all_cells=g.report_cells, cell_arg=request.args.get("cell", ""), page=min(page, pages),
                            pages=pages)
 
 

@@ -292,13 +292,17 @@ def _scores(meeting_ids: list[str] | None) -> None:
         for key, row, fact in chunk:
             results[key] = score_sheet(items_cache[row.version_id], answers.get(row.id, {}), facts_of(fact),
                                        params_cache.get(fact.rule_set_id) or {})
-    updates: dict[str, dict] = defaultdict(dict)
+    updates: dict[str, list] = defaultdict(lambda: [None, None, None, None])
     for (meeting_id, role), sheet in results.items():
-        prefix = "self" if role == "self" else "sup"
-        updates[meeting_id][f"{prefix}_pct"] = sheet.percentage
-        updates[meeting_id][f"{prefix}_band"] = sheet.band["code"] if sheet.band else None
-    for meeting_id, values in updates.items():
-        ReportMeeting.update(**values).where(ReportMeeting.meeting_id == meeting_id).execute()
+        at = 0 if role == "self" else 2
+        updates[meeting_id][at] = sheet.percentage
+        updates[meeting_id][at + 1] = sheet.band["code"] if sheet.band else None
+    p = db.obj.param
+    rows = [values + [meeting_id] for meeting_id, values in updates.items()]
+    # One prepared statement for every row (a rebuild writes hundreds of thousands of scores).
+    cursor = db.cursor()
+    cursor.executemany(f"UPDATE report_meeting SET self_pct = {p}, self_band = {p}, sup_pct = {p}, sup_band = {p} "
+                       f"WHERE meeting_id = {p}", rows)
 
 
 def facts_of(row: ReportMeeting) -> dict[str, Any]:
@@ -1074,7 +1078,8 @@ def per_cell_table(cells: list, per_cell: dict[tuple[str, int], Metrics], years:
             m = per_cell.get((cell.id, y), Metrics())
             row += [int(m["meetings"]), m.attendance_rate, m.participation, m.criticism, m.self_avg]
         rows.append(row)
-    return Table(title, columns, rows)
+    # On A4: code, name and each year's attendance rate.
+    return Table(title, columns, rows, pdf_columns=[0, 1] + [2 + 5 * i + 1 for i in range(len(years))])
 
 
 def matrix_table(cells: list, matrix: dict, year: int) -> "Table":

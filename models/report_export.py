@@ -19,7 +19,7 @@ from typing import Any
 
 from .minutes import FONT_DIR
 from .rules import BAND_CODES, BAND_LABELS
-from .uploads import csv_safe, keep_as_text
+from .uploads import csv_safe
 
 
 @dataclass
@@ -29,6 +29,8 @@ class Table:
     title: str
     columns: list[str]
     rows: list[list[Any]] = field(default_factory=list)
+    # The columns an A4 page shows (a wide per-cell table prints only its key columns; the XLSX has all).
+    pdf_columns: list[int] | None = None
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -57,28 +59,44 @@ def csv_bytes(table: Table) -> bytes:
 
 
 def xlsx_bytes(title: str, tables: list[Table], progress=None) -> bytes:
-    """The tables as one workbook, one sheet per table (numbers stay numbers)."""
+    """The tables as one workbook, one sheet per table (numbers stay numbers; text never a formula)."""
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Font
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
 
-    book = Workbook()
-    book.remove(book.active)
+    from .uploads import FORMULA_STARTS
+
+    # Write-only mode streams rows: a national per-cell table has tens of thousands of cells.
+    book = Workbook(write_only=True)
+    bold = Font(bold=True)
     for index, table in enumerate(tables, start=1):
         name = f"{index}. {table.title}"[:31].replace("/", "-").replace(":", "")
         sheet = book.create_sheet(name)
-        sheet.append([table.title])
-        sheet["A1"].font = Font(bold=True, size=13)
-        sheet.append([title])
-        sheet.append(table.columns)
-        for cell in sheet[3]:
-            cell.font = Font(bold=True)
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        sheet.column_dimensions["A"].width = 34
+        for col in range(2, len(table.columns) + 1):
+            sheet.column_dimensions[_letter(col)].width = 16
+        heading = WriteOnlyCell(sheet, value=table.title)
+        heading.font = Font(bold=True, size=13)
+        sheet.append([heading])
+        sheet.append([_text_cell(sheet, title)])
+        header = []
+        for column in table.columns:
+            cell = _text_cell(sheet, column)
+            cell.font = bold
+            header.append(cell)
+        sheet.append(header)
         for row in table.rows:
-            sheet.append([round(v, 2) if isinstance(v, float) else v.strftime("%d/%m/%Y") if isinstance(v, dt.date)
-                          else v for v in row])
-        for col in range(1, len(table.columns) + 1):
-            sheet.column_dimensions[sheet.cell(row=3, column=col).column_letter].width = 16 if col > 1 else 34
-        keep_as_text(sheet)
+            out = []
+            for v in row:
+                if isinstance(v, float):
+                    out.append(round(v, 2))
+                elif isinstance(v, dt.date):
+                    out.append(v.strftime("%d/%m/%Y"))
+                elif isinstance(v, str) and v.startswith(FORMULA_STARTS):
+                    out.append(_text_cell(sheet, v))
+                else:
+                    out.append(v)
+            sheet.append(out)
         if progress:
             progress(index, len(tables))
     out = io.BytesIO()
@@ -86,8 +104,23 @@ def xlsx_bytes(title: str, tables: list[Table], progress=None) -> bytes:
     return out.getvalue()
 
 
+def _letter(col: int) -> str:
+    from openpyxl.utils import get_column_letter
+
+    return get_column_letter(col)
+
+
+def _text_cell(sheet, value: str):
+    """A cell stored as text whatever it starts with (keep_as_text for write-only sheets)."""
+    from openpyxl.cell import WriteOnlyCell
+
+    cell = WriteOnlyCell(sheet, value=value)
+    cell.data_type = "s"
+    return cell
+
+
 def pdf_bytes(title: str, subtitle: str, tables: list[Table], charts: list[tuple[str, list[str], list[float | None]]] = (),
-              max_rows: int = 400) -> bytes:
+              max_rows: int = 100) -> bytes:
     """The pack as an A4 PDF in Vietnamese: title, bar charts, then each table (long ones cut with a note)."""
     from fpdf import FPDF
 
@@ -108,17 +141,19 @@ def pdf_bytes(title: str, subtitle: str, tables: list[Table], charts: list[tuple
         pdf.ln(2)
         pdf.multi_cell(0, 6, table.title, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("DejaVu", "", 7.5)
-        rows = [[fmt(v) for v in row] for row in table.rows[:max_rows]]
+        keep = table.pdf_columns or list(range(len(table.columns)))
+        columns = [table.columns[i] for i in keep]
+        rows = [[fmt(row[i]) for i in keep] for row in table.rows[:max_rows]]
         with pdf.table(text_align="CENTER", line_height=4.2, first_row_as_headings=True,
-                       col_widths=[3] + [2] * (len(table.columns) - 1)) as grid:
-            for row in [table.columns] + rows:
+                       col_widths=[3] + [2] * (len(columns) - 1)) as grid:
+            for row in [columns] + rows:
                 line = grid.row()
                 for value in row:
                     line.cell(str(value))
         if len(table.rows) > max_rows:
             pdf.set_font("DejaVu", "", 8)
             pdf.multi_cell(0, 5, f"(Bảng có {len(table.rows)} dòng; bản PDF in {max_rows} dòng đầu, "
-                                 "xem đủ trong tệp XLSX.)", new_x="LMARGIN", new_y="NEXT")
+                                 "xem đủ các dòng và các cột trong tệp XLSX.)", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
 
 
