@@ -23,7 +23,7 @@ import datetime as dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from peewee import (BlobField, BooleanField, Case, CharField, DateField, DateTimeField, FloatField, IntegerField,
                     PostgresqlDatabase, fn)
@@ -31,6 +31,9 @@ from peewee import (BlobField, BooleanField, Case, CharField, DateField, DateTim
 from .base import BaseModel, ChangeLog, db, new_id, utcnow, write_transaction
 from .meetings import REGULAR_KINDS
 from .rules import BAND_CODES, BAND_LABELS, ANNUAL_LEVELS, RuleSet, rule_set_for
+
+if TYPE_CHECKING:
+    from .report_export import Table
 
 HELD = ("in_progress", "ended", "closed")
 THEMATIC_KINDS = ("thematic", "combined")
@@ -257,13 +260,16 @@ def _scores(meeting_ids: list[str] | None) -> None:
         chosen[(row.meeting_id, role)] = row  # the newest wins
     if not chosen:
         return
-    facts = {r.meeting_id: r for r in ReportMeeting.select().where(
-        ReportMeeting.meeting_id.in_(list({k[0] for k in chosen})))} if len(chosen) >= _BULK_MIN else {}
-    prepared = set()
-    if facts:
-        prepared = {m for (m,) in AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
-                    .where((ChecklistTemplate.kind == "chuan_bi") & (AnswerSet.role == "self")
-                           & AnswerSet.meeting.in_(list(facts))).select(AnswerSet.meeting).tuples()}
+    facts, prepared = {}, set()
+    if len(chosen) >= _BULK_MIN:
+        wanted = ReportMeeting.select()
+        sets = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
+                .where((ChecklistTemplate.kind == "chuan_bi") & (AnswerSet.role == "self")).select(AnswerSet.meeting))
+        if meeting_ids is not None:  # at most a recompute chunk: an IN list is fine
+            wanted = wanted.where(ReportMeeting.meeting_id.in_(meeting_ids))
+            sets = sets.where(AnswerSet.meeting.in_(meeting_ids))
+        facts = {r.meeting_id: r for r in wanted.namedtuples()}
+        prepared = {m for (m,) in sets.tuples()}
     items_cache: dict[str, list] = {}
     params_cache: dict[str, dict] = {r.id: r.params for r in RuleSet.select()}
     results: dict[tuple[str, str], Any] = {}
@@ -305,7 +311,7 @@ def _scores(meeting_ids: list[str] | None) -> None:
                        f"WHERE meeting_id = {p}", rows)
 
 
-def facts_of(row: ReportMeeting) -> dict[str, Any]:
+def facts_of(row) -> dict[str, Any]:
     """The computed facts of a signed meeting from its rollup row (what `computed_values` reads)."""
     marked = row.marked > 0
     return {
