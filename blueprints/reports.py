@@ -24,7 +24,7 @@ from models import Cell, db
 from models.consolidation import (
     DRILL_METRICS, LEVEL_LABELS, MATRIX_STATES, METRIC_ROWS, Filters, Metrics, ReportJob,
     bands_table, compliance_matrix, decide_levels, drill_meeting_ids, five_year_pack, matrix_table,
-    meeting_record_rows, metrics, month_totals, pack_tables, per_cell_table, rating_evidence, refresh, totals_table,
+    meeting_record_rows, metrics, month_totals, total_of, pack_tables, per_cell_table, rating_evidence, refresh, totals_table,
     years_table,
 )
 from models.meetings import MEETING_KINDS
@@ -60,7 +60,7 @@ def read_filters() -> tuple[Filters, list]:
     """The dashboard filters from the query string, and the cells they cover."""
     today = dt.date.today()
     year = _int("year", FIRST_YEAR, today.year + 1) or today.year
-    cells = list(visible_cells())
+    cells = list(visible_cells().namedtuples())
     g.report_cells = cells
     cell_id = request.args.get("cell", "")
     if cell_id:
@@ -69,8 +69,11 @@ def read_filters() -> tuple[Filters, list]:
             abort(404)
         cells = chosen
     kind = request.args.get("kind", "")
+    # Every cell there is: no list of ids in the queries (a national list is thousands long).
+    everything = (not cell_id and current_user.role in ("admin", "supervisor")
+                  and current_app.config["ROLE"] == "central")
     filters = Filters(year=year, quarter=_int("quarter", 1, 4), month=_int("month", 1, 12),
-                      cell_ids=[c.id for c in cells], kind=kind if kind in MEETING_KINDS else None)
+                      cell_ids=None if everything else [c.id for c in cells], kind=kind if kind in MEETING_KINDS else None)
     return filters, cells
 
 
@@ -113,14 +116,17 @@ def report_dashboard():
     refresh()
     filters, cells = read_filters()
     today = dt.date.today()
-    total = metrics(filters)[()]
     by_month = metrics(filters, group_by=("month",))
+    total = total_of(by_month)
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(cells) + PAGE_CELLS - 1) // PAGE_CELLS, 1)
     page = min(page, pages)
     shown = cells[(page - 1) * PAGE_CELLS: page * PAGE_CELLS]
     matrix = compliance_matrix(shown, filters.year, today)
-    totals_by_month = month_totals(cells, filters.year, today, filters.cell_ids)
+    if filters.kind or filters.quarter or filters.month:
+        totals_by_month = month_totals(cells, filters.year, today, filters.cell_ids)
+    else:
+        totals_by_month = month_totals(cells, filters.year, today, by_month=by_month)
     months = list(range(1, 13))
     chart = Markup(bar_chart_svg(
         f"Tỷ lệ đảng viên dự theo tháng, năm {filters.year}", [f"T{m}" for m in months],

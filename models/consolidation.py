@@ -651,18 +651,29 @@ def _thematic_required(year: int, quarter: int) -> int:
     return int(rules.params.get("thematic_per_quarter", 0)) if rules else 0
 
 
-def month_totals(cells: list, year: int, today: dt.date, cell_ids: list[str] | None = None) -> dict[int, dict[str, int]]:
-    """Per month, over all the given cells: how many held on time, late, and how many are missing."""
+def month_totals(cells: list, year: int, today: dt.date, cell_ids: list[str] | None = None,
+                 by_month: dict | None = None) -> dict[int, dict[str, int]]:
+    """Per month, over all the given cells: how many held on time, late, and how many are missing.
+
+    With `by_month` (metrics grouped by month, all kinds) its regular meetings are counted instead of
+    a second scan; they differ only if sync brought two regular meetings of one cell-month.
+    """
+    if by_month is not None:
+        held = {m[0]: (int(v["regular"]), int(v["on_schedule"])) for m, v in by_month.items()}
+        return _month_states(cells, year, today, held)
     R = ReportMeeting
     cond = (R.year == year) & (R.held == True) & R.kind.in_(REGULAR_KINDS)  # noqa: E712
     if cell_ids is not None:
         cond &= R.cell_id.in_(cell_ids) if cell_ids else (R.cell_id == "")
-    # One row per cell-month (a cell has one regular meeting a month; a synced duplicate counts once).
-    per = (R.select(R.cell_id, R.month, fn.MAX(Case(None, [(R.on_schedule == True, 1)], 0)).alias("on"))  # noqa: E712
-           .where(cond).group_by(R.cell_id, R.month)).alias("per")
-    rows = (ReportMeeting.select(per.c.month, fn.COUNT(per.c.cell_id), fn.SUM(per.c.on))
-            .from_(per).group_by(per.c.month).tuples())
-    held = {m: (int(n), int(on or 0)) for m, n, on in rows}
+    # Cells, not meetings: a cell has one regular meeting a month (a synced duplicate counts once).
+    rows = (R.select(R.month, fn.COUNT(R.cell_id.distinct()),
+                     fn.COUNT(Case(None, [(R.on_schedule == True, R.cell_id)], None).distinct()))  # noqa: E712
+            .where(cond).group_by(R.month).tuples())
+    return _month_states(cells, year, today, {m: (int(n), int(on or 0)) for m, n, on in rows})
+
+
+def _month_states(cells: list, year: int, today: dt.date, held: dict) -> dict[int, dict[str, int]]:
+    """On time / late / missing per month from (held, on schedule) counts."""
     months = set(judged_months(year, today))
     out = {}
     for month in range(1, 13):
@@ -670,6 +681,15 @@ def month_totals(cells: list, year: int, today: dt.date, cell_ids: list[str] | N
         active = sum(1 for c in cells if _active_in(c, year, month)) if month in months else 0
         out[month] = {"on_time": on, "late": n - on, "missing": max(active - n, 0) if month in months else 0}
     return out
+
+
+def total_of(groups: dict) -> Metrics:
+    """The sum of grouped metrics (every counted column adds up)."""
+    total: dict[str, float] = defaultdict(float)
+    for m in groups.values():
+        for key, value in m.values.items():
+            total[key] += value
+    return Metrics(dict(total))
 
 
 # -- drill-down: the meetings behind a number, recomputed from the records --------------------------
@@ -941,17 +961,20 @@ def five_year_pack(cells: list, years: list[int], title: str, today: dt.date | N
         if progress:
             progress(step, steps)
 
-    base = Filters(year=years[-1], cell_ids=ids)
-    per_year = {y: metrics(base, years=[y])[()] for y in years}
+    base = Filters(year=years[-1], cell_ids=ids if cell_ids_needed(cells) else None)
+    # One scan per question over all five years (the per-year figures are sums of the months).
+    by_year_month = metrics(base, group_by=("year", "month"), years=years)
     tick()
-    required, missing, thematic = {}, {}, {}
+    thematic_counts = _thematic_counts(base.cell_ids, years)
+    required, missing, thematic, per_year = {}, {}, {}, {}
     for y in years:
-        totals = month_totals(cells, y, today, ids)
-        months = set(judged_months(y, today))
-        required[y] = sum(1 for c in cells for mth in months if _active_in(c, y, mth))
+        months_of = {(k[1],): v for k, v in by_year_month.items() if k[0] == y}
+        per_year[y] = total_of(months_of)
+        totals = month_totals(cells, y, today, by_month=months_of)
+        judged = set(judged_months(y, today))
+        required[y] = sum(1 for c in cells for mth in judged if _active_in(c, y, mth))
         missing[y] = sum(t["missing"] for t in totals.values())
-        matrix_q = _thematic_quarters(ids, cells, y, today)
-        thematic[y] = matrix_q
+        thematic[y] = _thematic_quarters(thematic_counts, cells, y, today)
         tick()
     per_cell = {(k[0], k[1]): v for k, v in metrics(base, group_by=("cell_id", "year"), years=years).items()}
     tick()
@@ -963,14 +986,28 @@ def five_year_pack(cells: list, years: list[int], title: str, today: dt.date | N
     return pack
 
 
-def _thematic_quarters(ids: list[str], cells: list, year: int, today: dt.date) -> tuple[int, int]:
-    """(cell-quarters meeting the thematic minimum, cell-quarters judged) over the cells."""
+def cell_ids_needed(cells: list) -> bool:
+    """False when `cells` are all the live cells (the queries then need no list of ids)."""
+    from .org import Cell
+
+    return len(cells) != Cell.live().count()
+
+
+def _thematic_counts(cell_ids: list[str] | None, years: list[int]) -> dict[tuple, int]:
+    """(cell, year, quarter) -> thematic meetings held."""
     R = ReportMeeting
+    cond = R.year.in_(years) & (R.held == True) & R.kind.in_(THEMATIC_KINDS)  # noqa: E712
+    if cell_ids is not None:
+        cond &= R.cell_id.in_(cell_ids)
     counts: dict[tuple, int] = defaultdict(int)
-    for c, m, n in (R.select(R.cell_id, R.month, fn.COUNT(R.meeting_id))
-                    .where((R.year == year) & (R.held == True) & R.kind.in_(THEMATIC_KINDS) & R.cell_id.in_(ids))  # noqa: E712
-                    .group_by(R.cell_id, R.month).tuples()):
-        counts[(c, (m - 1) // 3 + 1)] += n
+    for c, y, m, n in (R.select(R.cell_id, R.year, R.month, fn.COUNT(R.meeting_id)).where(cond)
+                       .group_by(R.cell_id, R.year, R.month).tuples()):
+        counts[(c, y, (m - 1) // 3 + 1)] += n
+    return counts
+
+
+def _thematic_quarters(counts: dict, cells: list, year: int, today: dt.date) -> tuple[int, int]:
+    """(cell-quarters meeting the thematic minimum, cell-quarters judged) over the cells."""
     ok = judged = 0
     for q in judged_quarters(year, today):
         end = dt.date(year + (3 * q) // 12, (3 * q) % 12 + 1, 1)
@@ -979,7 +1016,7 @@ def _thematic_quarters(ids: list[str], cells: list, year: int, today: dt.date) -
             if cell.active_from and end <= cell.active_from:
                 continue
             judged += 1
-            ok += counts[(cell.id, q)] >= need
+            ok += counts.get((cell.id, year, q), 0) >= need
     return ok, judged
 
 
