@@ -63,6 +63,13 @@ def read_filters() -> tuple[Filters, list]:
     cells = list(visible_cells().namedtuples())
     g.report_cells = cells
     cell_id = request.args.get("cell", "")
+    code = request.args.get("cell_code", "").strip().upper()
+    if code and not cell_id:
+        # A national list is too long for a drop-down: the filter then takes the cell's code.
+        cell_id = next((c.id for c in cells if c.code.upper() == code), "")
+        if not cell_id:
+            abort(404)
+        g.cell_arg = cell_id
     if cell_id:
         chosen = [c for c in cells if c.id == cell_id]
         if not chosen:
@@ -80,9 +87,14 @@ def read_filters() -> tuple[Filters, list]:
 def _query(filters: Filters, **extra) -> dict:
     """The filters as URL arguments (for links that keep them)."""
     args = {"year": filters.year, "quarter": filters.quarter or "", "month": filters.month or "",
-            "cell": request.args.get("cell", ""), "kind": filters.kind or ""}
+            "cell": _cell_arg(), "kind": filters.kind or ""}
     args.update(extra)
     return {k: v for k, v in args.items() if v not in ("", None)}
+
+
+def _cell_arg() -> str:
+    """The chosen cell's id (given as ?cell= or found from ?cell_code=)."""
+    return g.get("cell_arg") or request.args.get("cell", "")
 
 
 def _base_years(year: int) -> list[int]:
@@ -143,7 +155,7 @@ def report_dashboard():
         metric_rows=METRIC_ROWS, matrix=matrix, states=MATRIX_STATES, totals_by_month=totals_by_month,
         chart=chart, band_chart=band_chart, panels=panels, page=page, pages=pages, kinds=MEETING_KINDS,
         query=_query, fmt=fmt, band_labels=BAND_LABELS, band_codes=BAND_CODES, today=today,
-        cell_arg=request.args.get("cell", ""), cell_count=len(cells))
+        cell_arg=_cell_arg(), cell_count=len(cells))
 
 
 @bp.route("/meetings")
@@ -220,7 +232,7 @@ def report_yoy():
     ]
     return render_template("reports/yoy.html", filters=filters, base=base, years=years, table=table,
                            cell_table=cell_table, charts=charts, query=_query, fmt=fmt, kinds=MEETING_KINDS,
-                           all_cells=g.report_cells, cell_arg=request.args.get("cell", ""), page=min(page, pages),
+                           all_cells=g.report_cells, cell_arg=_cell_arg(), page=min(page, pages),
                            pages=pages)
 
 
