@@ -85,6 +85,20 @@ class ReportMeeting(BaseModel):
         indexes = ((("year", "cell_id"), False), (("cell_id", "year", "month"), False))
 
 
+class ReportCellYear(BaseModel):
+    """A cell's year summed from report_meeting (year-on-year over every cell reads this, not meetings).
+
+    Its metric columns are added below from `_metric_columns()`, so it always sums the same numbers."""
+
+    cell_id = CharField(max_length=36)
+    year = IntegerField()
+
+    class Meta:
+        table_name = "report_cell_year"
+        primary_key = False
+        indexes = ((("year", "cell_id"), True),)
+
+
 class ReportState(BaseModel):
     """Where the rollup stands: the last change-log seq it has read and the database generation."""
 
@@ -340,6 +354,7 @@ def rebuild() -> int:
         db.execute_sql(_facts_sql(False))
         _verdicts(None)
         _scores(None)
+        _summarise(None)
         _set_state("seq", str(top))
         _set_state("generation", _generation())
     return ReportMeeting.select().count()
@@ -381,12 +396,35 @@ def affected_meetings(changes: Iterable[tuple[str, str]]) -> set[str] | None:
 def recompute(meeting_ids: Iterable[str]) -> None:
     """Recompute the rollup rows of these meetings (inside the caller's transaction)."""
     ids = list(meeting_ids)
+    cells: set[str] = set()
     for start in range(0, len(ids), 5000):
         chunk = ids[start:start + 5000]
+        cells |= {c for (c,) in ReportMeeting.select(ReportMeeting.cell_id)
+                  .where(ReportMeeting.meeting_id.in_(chunk)).tuples()}
         ReportMeeting.delete().where(ReportMeeting.meeting_id.in_(chunk)).execute()
         db.execute_sql(_facts_sql(True), [_ids_param(chunk)] * 4)
         _verdicts(chunk)
         _scores(chunk)
+        cells |= {c for (c,) in ReportMeeting.select(ReportMeeting.cell_id)
+                  .where(ReportMeeting.meeting_id.in_(chunk)).tuples()}
+    cells_list = sorted(cells)
+    for start in range(0, len(cells_list), 5000):
+        _summarise(cells_list[start:start + 5000])
+
+
+def _summarise(cell_ids: list[str] | None) -> None:
+    """Re-sum report_cell_year for these cells (all of them with None) from report_meeting."""
+    R = ReportMeeting
+    delete = ReportCellYear.delete()
+    select = R.select(R.cell_id, R.year, *_metric_columns()).where(R.held == True)  # noqa: E712
+    if cell_ids is not None:
+        if not cell_ids:
+            return
+        delete = delete.where(ReportCellYear.cell_id.in_(cell_ids))
+        select = select.where(R.cell_id.in_(cell_ids))
+    delete.execute()
+    fields = [ReportCellYear.cell_id, ReportCellYear.year] + [ReportCellYear._meta.fields[n] for n in METRIC_NAMES]
+    ReportCellYear.insert_from(select.group_by(R.cell_id, R.year), fields).execute()
 
 
 def refresh(full: bool = False) -> str:
@@ -492,6 +530,11 @@ def _metric_columns():
     return cols
 
 
+METRIC_NAMES = [c._alias for c in _metric_columns()]
+for _name in METRIC_NAMES:
+    ReportCellYear._meta.add_field(_name, FloatField(null=True))
+
+
 @dataclass
 class Metrics:
     """Counted numbers of a group of held meetings and the rates derived from them."""
@@ -556,7 +599,11 @@ class Metrics:
 
 
 def metrics(filters: Filters, group_by: tuple[str, ...] = (), years: Iterable[int] | None = None) -> dict:
-    """Aggregate the rollup: {group key tuple: Metrics} (the key is () without grouping)."""
+    """Aggregate the rollup: {group key tuple: Metrics} (the key is () without grouping).
+
+    Whole years of every kind grouped by year and/or cell read the per cell-year sums instead."""
+    if not (filters.month or filters.quarter or filters.kind) and set(group_by) <= {"year", "cell_id"}:
+        return _summary_metrics(filters, group_by, years)
     R = ReportMeeting
     columns = [getattr(R, g) for g in group_by]
     query = R.select(*columns, *_metric_columns()).where(filters.where(years))
@@ -565,6 +612,28 @@ def metrics(filters: Filters, group_by: tuple[str, ...] = (), years: Iterable[in
     out = {}
     for row in query.dicts():
         key = tuple(row.pop(g) for g in group_by)
+        out[key] = Metrics({k: float(v or 0) for k, v in row.items()})
+    if not group_by and () not in out:
+        out[()] = Metrics()
+    return out
+
+
+def _summary_metrics(filters: Filters, group_by: tuple[str, ...], years: Iterable[int] | None) -> dict:
+    """metrics() over report_cell_year."""
+    S = ReportCellYear
+    years = list(years) if years is not None else [filters.year]
+    cond = S.year.in_(years)
+    if filters.cell_ids is not None:
+        cond &= S.cell_id.in_(filters.cell_ids) if filters.cell_ids else (S.cell_id == "")
+    columns = [getattr(S, g) for g in group_by]
+    query = S.select(*columns, *[fn.SUM(getattr(S, n)).alias(n) for n in METRIC_NAMES]).where(cond)
+    if columns:
+        query = query.group_by(*columns)
+    out = {}
+    for row in query.dicts():
+        key = tuple(row.pop(g) for g in group_by)
+        if row["meetings"] is None:
+            continue
         out[key] = Metrics({k: float(v or 0) for k, v in row.items()})
     if not group_by and () not in out:
         out[()] = Metrics()

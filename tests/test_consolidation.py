@@ -12,7 +12,7 @@ from models import Attendance, Contribution, Meeting, db
 from models.checklists import (AnswerSet, ChecklistTemplate, TemplateItem, TemplateSection, new_draft, publish,
                                set_answer)
 from models.consolidation import (AnnualRating, Filters, ReportMeeting, compliance_matrix, meeting_record_rows,
-                                  metrics, month_totals, rating_evidence, rebuild, refresh)
+                                  metrics, month_totals, rating_evidence, rebuild, refresh, total_of)
 from models.meeting_record import Task, TaskReview
 from models.org import Cell
 from models.scoring import score_answer_set
@@ -186,6 +186,10 @@ def test_incremental_refresh_follows_the_change_log(app, org, counted):
         fixed = ReportMeeting.get_by_id(feb.id)
         assert (fixed.present, fixed.marked, fixed.unexcused) == (6, 7, 0)
         assert fixed.attendance_ok is True
+        # The per cell-year sums followed: the year read from them equals the sum of its months.
+        year = metrics(Filters(year=YEAR))[()]
+        assert year.values == total_of(metrics(Filters(year=YEAR), group_by=("month",))).values
+        assert (year["present"], year["unexcused"]) == (20, 0)
         feb.soft_delete()
         assert refresh() == "incremental"
         assert ReportMeeting.get_or_none(ReportMeeting.meeting_id == feb.id) is None
