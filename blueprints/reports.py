@@ -24,7 +24,7 @@ from models import Cell, db
 from models.consolidation import (
     DRILL_METRICS, LEVEL_LABELS, MATRIX_STATES, METRIC_ROWS, Filters, Metrics, ReportJob,
     bands_table, compliance_matrix, decide_levels, drill_meeting_ids, five_year_pack, matrix_table,
-    meeting_record_rows, metrics, month_totals, total_of, pack_tables, per_cell_table, rating_evidence, refresh, totals_table,
+    meeting_record_rows, metrics, month_series, month_totals, pack_tables, per_cell_table, rating_evidence, refresh, totals_table,
     years_table,
 )
 from models.meetings import MEETING_KINDS
@@ -128,8 +128,8 @@ def report_dashboard():
     refresh()
     filters, cells = read_filters()
     today = dt.date.today()
-    by_month = metrics(filters, group_by=("month",))
-    total = total_of(by_month)
+    by_month = month_series(filters)
+    total = metrics(filters)[()]
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(cells) + PAGE_CELLS - 1) // PAGE_CELLS, 1)
     page = min(page, pages)

@@ -618,6 +618,22 @@ def metrics(filters: Filters, group_by: tuple[str, ...] = (), years: Iterable[in
     return out
 
 
+def month_series(filters: Filters, years: list[int] | None = None) -> dict:
+    """Per month (or per (year, month) when `years` are given): regular meetings, those on the fixed
+    day, present and marked (the dashboard's chart and month totals; four sums, not every metric)."""
+    R = ReportMeeting
+    groups = [R.year, R.month] if years else [R.month]
+    query = (R.select(*groups, _count(R.kind.in_(REGULAR_KINDS)).alias("regular"),
+                      _count(R.kind.in_(REGULAR_KINDS) & (R.on_schedule == True)).alias("on_schedule"),  # noqa: E712
+                      fn.SUM(R.present).alias("present"), fn.SUM(R.marked).alias("marked"))
+             .where(filters.where(years)).group_by(*groups))
+    out = {}
+    for row in query.dicts():
+        key = (row.pop("year"), row.pop("month")) if years else (row.pop("month"),)
+        out[key] = Metrics({k: float(v or 0) for k, v in row.items()})
+    return out
+
+
 def _summary_metrics(filters: Filters, group_by: tuple[str, ...], years: Iterable[int] | None) -> dict:
     """metrics() over report_cell_year."""
     S = ReportCellYear
@@ -1032,13 +1048,14 @@ def five_year_pack(cells: list, years: list[int], title: str, today: dt.date | N
 
     base = Filters(year=years[-1], cell_ids=ids if cell_ids_needed(cells) else None)
     # One scan per question over all five years (the per-year figures are sums of the months).
-    by_year_month = metrics(base, group_by=("year", "month"), years=years)
+    by_year_month = month_series(base, years)
+    found = metrics(base, group_by=("year",), years=years)
     tick()
     thematic_counts = _thematic_counts(base.cell_ids, years)
     required, missing, thematic, per_year = {}, {}, {}, {}
     for y in years:
         months_of = {(k[1],): v for k, v in by_year_month.items() if k[0] == y}
-        per_year[y] = total_of(months_of)
+        per_year[y] = found.get((y,), Metrics())
         totals = month_totals(cells, y, today, by_month=months_of)
         judged = set(judged_months(y, today))
         required[y] = sum(1 for c in cells for mth in judged if _active_in(c, y, mth))
