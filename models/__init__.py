@@ -29,7 +29,7 @@ from .org import Cell, Organisation
 from .roster import ImportJob
 from .rules import RuleSet
 from .sync_state import AppliedBatch, Conflict, DeadLetter
-from .consolidation import AnnualRating, ReportCellYear, ReportJob, ReportMeeting, ReportState
+from .consolidation import AnnualRating, ReportCellYear, ReportJob, ReportMeeting, ReportMonth, ReportState
 from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
@@ -38,7 +38,7 @@ ALL_MODELS = [
     MemberStatusChange, Position, AuditEntry, LoginAttempt, KnownAddress, UserSession, ImportJob,
     ChecklistTemplate, TemplateVersion, TemplateSection, TemplateItem, AnswerSet, Answer,
     MeetingGuest, Contribution, Vote, Task, TaskReview, MinutesRevision, Orientation,
-    ReportMeeting, ReportCellYear, ReportState, ReportJob, AnnualRating,
+    ReportMeeting, ReportCellYear, ReportMonth, ReportState, ReportJob, AnnualRating,
 ]
 
 SQLITE_PRAGMAS = {

@@ -99,6 +99,22 @@ class ReportCellYear(BaseModel):
         indexes = ((("year", "cell_id"), True),)
 
 
+class ReportMonth(BaseModel):
+    """Every cell's month together (the national dashboard's chart and month totals read 12 rows)."""
+
+    year = IntegerField()
+    month = IntegerField()
+    regular = FloatField(default=0)
+    on_schedule = FloatField(default=0)
+    present = FloatField(default=0)
+    marked = FloatField(default=0)
+
+    class Meta:
+        table_name = "report_month"
+        primary_key = False
+        indexes = ((("year", "month"), True),)
+
+
 class ReportState(BaseModel):
     """Where the rollup stands: the last change-log seq it has read and the database generation."""
 
@@ -355,6 +371,7 @@ def rebuild() -> int:
         _verdicts(None)
         _scores(None)
         _summarise(None)
+        _summarise_months(None)
         _set_state("seq", str(top))
         _set_state("generation", _generation())
     return ReportMeeting.select().count()
@@ -397,19 +414,47 @@ def recompute(meeting_ids: Iterable[str]) -> None:
     """Recompute the rollup rows of these meetings (inside the caller's transaction)."""
     ids = list(meeting_ids)
     cells: set[str] = set()
+    years: set[int] = set()
     for start in range(0, len(ids), 5000):
         chunk = ids[start:start + 5000]
-        cells |= {c for (c,) in ReportMeeting.select(ReportMeeting.cell_id)
-                  .where(ReportMeeting.meeting_id.in_(chunk)).tuples()}
+        for c, y in ReportMeeting.select(ReportMeeting.cell_id, ReportMeeting.year).where(
+                ReportMeeting.meeting_id.in_(chunk)).tuples():
+            cells.add(c)
+            years.add(y)
         ReportMeeting.delete().where(ReportMeeting.meeting_id.in_(chunk)).execute()
         db.execute_sql(_facts_sql(True), [_ids_param(chunk)] * 4)
         _verdicts(chunk)
         _scores(chunk)
-        cells |= {c for (c,) in ReportMeeting.select(ReportMeeting.cell_id)
-                  .where(ReportMeeting.meeting_id.in_(chunk)).tuples()}
+        for c, y in ReportMeeting.select(ReportMeeting.cell_id, ReportMeeting.year).where(
+                ReportMeeting.meeting_id.in_(chunk)).tuples():
+            cells.add(c)
+            years.add(y)
     cells_list = sorted(cells)
     for start in range(0, len(cells_list), 5000):
         _summarise(cells_list[start:start + 5000])
+    if years:
+        _summarise_months(sorted(years))
+
+
+def _summarise_months(years: list[int] | None) -> None:
+    """Re-sum report_month for these years (all with None) from report_meeting."""
+    R = ReportMeeting
+    delete = ReportMonth.delete()
+    select = R.select(R.year, R.month, *_month_columns()).where(R.held == True)  # noqa: E712
+    if years is not None:
+        delete = delete.where(ReportMonth.year.in_(years))
+        select = select.where(R.year.in_(years))
+    delete.execute()
+    ReportMonth.insert_from(select.group_by(R.year, R.month),
+                            [ReportMonth.year, ReportMonth.month, ReportMonth.regular, ReportMonth.on_schedule,
+                             ReportMonth.present, ReportMonth.marked]).execute()
+
+
+def _month_columns():
+    R = ReportMeeting
+    return [_count(R.kind.in_(REGULAR_KINDS)).alias("regular"),
+            _count(R.kind.in_(REGULAR_KINDS) & (R.on_schedule == True)).alias("on_schedule"),  # noqa: E712
+            fn.SUM(R.present).alias("present"), fn.SUM(R.marked).alias("marked")]
 
 
 def _summarise(cell_ids: list[str] | None) -> None:
@@ -621,15 +666,20 @@ def metrics(filters: Filters, group_by: tuple[str, ...] = (), years: Iterable[in
 def month_series(filters: Filters, years: list[int] | None = None) -> dict:
     """Per month (or per (year, month) when `years` are given): regular meetings, those on the fixed
     day, present and marked (the dashboard's chart and month totals; four sums, not every metric)."""
-    R = ReportMeeting
-    groups = [R.year, R.month] if years else [R.month]
-    query = (R.select(*groups, _count(R.kind.in_(REGULAR_KINDS)).alias("regular"),
-                      _count(R.kind.in_(REGULAR_KINDS) & (R.on_schedule == True)).alias("on_schedule"),  # noqa: E712
-                      fn.SUM(R.present).alias("present"), fn.SUM(R.marked).alias("marked"))
-             .where(filters.where(years)).group_by(*groups))
+    if filters.cell_ids is None and not filters.kind:
+        # Every cell: the month sums kept with the rollup.
+        M = ReportMonth
+        cond = M.year.in_(years or [filters.year])
+        if filters.month or filters.quarter:
+            cond &= M.month.in_(filters.months())
+        query = (M.select(M.year, M.month, M.regular, M.on_schedule, M.present, M.marked).where(cond))
+    else:
+        R = ReportMeeting
+        query = (R.select(R.year, R.month, *_month_columns()).where(filters.where(years)).group_by(R.year, R.month))
     out = {}
     for row in query.dicts():
-        key = (row.pop("year"), row.pop("month")) if years else (row.pop("month"),)
+        year, month = row.pop("year"), row.pop("month")
+        key = (year, month) if years else (month,)
         out[key] = Metrics({k: float(v or 0) for k, v in row.items()})
     return out
 

@@ -12,7 +12,7 @@ from models import Attendance, Contribution, Meeting, db
 from models.checklists import (AnswerSet, ChecklistTemplate, TemplateItem, TemplateSection, new_draft, publish,
                                set_answer)
 from models.consolidation import (AnnualRating, Filters, ReportMeeting, compliance_matrix, meeting_record_rows,
-                                  metrics, month_totals, rating_evidence, rebuild, refresh, total_of)
+                                  metrics, month_series, month_totals, rating_evidence, rebuild, refresh, total_of)
 from models.meeting_record import Task, TaskReview
 from models.org import Cell
 from models.scoring import score_answer_set
@@ -190,6 +190,11 @@ def test_incremental_refresh_follows_the_change_log(app, org, counted):
         year = metrics(Filters(year=YEAR))[()]
         assert year.values == total_of(metrics(Filters(year=YEAR), group_by=("month",))).values
         assert (year["present"], year["unexcused"]) == (20, 0)
+        # So did the all-cells month sums: they equal the months counted meeting by meeting.
+        every = [org.cell.id, org.other_cell.id]
+        kept = {k: v.values for k, v in month_series(Filters(year=YEAR)).items()}
+        assert kept == {k: v.values for k, v in month_series(Filters(year=YEAR, cell_ids=every)).items()}
+        assert kept[(2,)]["present"] == 6 + 7
         feb.soft_delete()
         assert refresh() == "incremental"
         assert ReportMeeting.get_or_none(ReportMeeting.meeting_id == feb.id) is None
