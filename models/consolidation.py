@@ -8,7 +8,9 @@ It is derived data, never synced: `rebuild()` refills it with one set-based INSE
 UPDATE per rule set for the verdicts (thresholds read from each rule set's parameters), and
 `refresh()` keeps it current by reading the change log (`ChangeLog`, every captured or applied change
 in commit order) since the seq it last saw: the meetings those changes touch are recomputed by the
-same statements restricted to their ids. Scores come from `models.scoring` (`score_answer_set`, or
+same statements restricted to their ids. Two smaller sums sit on top and are re-summed for the
+cells and years a refresh touched: `ReportCellYear` (whole years, per cell: year on year, the pack)
+and `ReportMonth` (every cell's month: the national dashboard). Scores come from `models.scoring` (`score_answer_set`, or
 `score_sheet` over answers loaded in bulk for a full rebuild). A restore (generation change) or a
 changed rule set or sheet triggers a full rebuild. The drill-down views and the tests recompute
 the same numbers from the records with the cell pages' functions (`attendance_rate`, `rate_passes`,
