@@ -7,7 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     """Attach every feature blueprint to the app."""
-    from . import accounts, auth, cells, checklists, meetings, members, rules, supervision, sync_api
+    from . import accounts, auth, cells, checklists, meetings, members, reports, rules, supervision, sync_api
 
     for blueprint in (
         auth.bp, cells.bp, meetings.bp, members.bp, accounts.bp,
@@ -15,5 +15,6 @@ def register_blueprints(app: Flask) -> None:
         sync_api.status_bp,  # the sync screens (ordinary login and CSRF)
         rules.bp, checklists.bp, checklists.sheets_bp,
         supervision.bp,
+        reports.bp,
     ):
         app.register_blueprint(blueprint)

@@ -31,6 +31,7 @@ from .rules import RuleSet
 from .sync_state import AppliedBatch, Conflict, DeadLetter
 from .supervision import (AnnualInspection, ModelMeeting, ModelMeetingObserver, Recommendation,
                           RecommendationEvent, SupervisionAssignment, SupervisionVisit)
+from .consolidation import AnnualRating, ReportCellYear, ReportJob, ReportMeeting, ReportMonth, ReportState
 from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
@@ -42,6 +43,7 @@ ALL_MODELS = [
     # Supervision (issue 11): plan, visits, recommendations and their events, inspections, model meetings.
     SupervisionAssignment, SupervisionVisit, Recommendation, RecommendationEvent, AnnualInspection,
     ModelMeeting, ModelMeetingObserver,
+    ReportMeeting, ReportCellYear, ReportMonth, ReportState, ReportJob, AnnualRating,
 ]
 
 SQLITE_PRAGMAS = {
