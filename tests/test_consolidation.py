@@ -324,6 +324,7 @@ def test_cli_refresh(runner, app, org, counted):
     assert "không có thay đổi mới" in again.output
 
 
+@pytest.mark.sqlite_only  # the demo load is the same code on both; on PostgreSQL it costs ~50 s of CI
 def test_demo_rollup_matches_the_cell_pages(app):
     """On the demo data every meeting's rollup row equals the domain functions, and each cell's
     missing months equal year_compliance."""

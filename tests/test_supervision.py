@@ -360,6 +360,7 @@ def test_model_meeting_programme(app, client, seeded):
     assert "Chuẩn bị kỹ dự thảo nghị quyết" in client.get(view).get_data(as_text=True)
 
 
+@pytest.mark.sqlite_only  # the demo load is the same code on both; on PostgreSQL it costs ~50 s of CI
 def test_demo_has_a_rotation_plan_and_visits(app):
     """The demo: five Standing Committee accounts, the year's plan, two visits with recommendations."""
     from models.demo import load_demo
