@@ -740,18 +740,33 @@ class CoverageRow:
     made: int = 0
 
 
-def coverage(year: int) -> tuple[list[CoverageRow], list[CoverageRow]]:
-    """Planned vs made visits per cell and per supervisor for a year (made: a visit record exists)."""
-    cells = {c.id: CoverageRow(c.id, f"{c.code} — {c.name}") for c in Cell.live().order_by(Cell.code)}
+def coverage(year: int, cell_ids: list[str] | None = None,
+             months: list[int] | None = None) -> tuple[list[CoverageRow], list[CoverageRow]]:
+    """Planned vs made visits per cell and per supervisor for a year (made: a visit record exists).
+
+    Optionally only some cells (None: all) and months (a plan line's month, a visit's meeting month)."""
+    wanted = set(cell_ids) if cell_ids is not None else None
+    cells = {c.id: CoverageRow(c.id, f"{c.code} — {c.name}") for c in Cell.live().order_by(Cell.code)
+             if wanted is None or c.id in wanted}
     people = {u.id: CoverageRow(u.id, u.full_name or u.username) for u in supervisors()}
+    names: dict[str, str] = {}
+
+    def person(user_id: str) -> CoverageRow:
+        # A former supervisor still counts; their name is read once, not once per line.
+        if user_id not in people:
+            if not names:
+                names.update({u.id: u.full_name or u.username for u in User.select(User.id, User.full_name, User.username)})
+            people[user_id] = CoverageRow(user_id, names.get(user_id, ""))
+        return people[user_id]
+
     for line in plan_of_year(year):
-        if line.cell_id in cells:
+        if line.cell_id in cells and (months is None or line.month in months):
             cells[line.cell_id].planned += 1
-        people.setdefault(line.supervisor_id, CoverageRow(line.supervisor_id, line.supervisor.full_name)).planned += 1
+            person(line.supervisor_id).planned += 1
     for visit in visits_of_year(year):
-        if visit.meeting.cell_id in cells:
+        if visit.meeting.cell_id in cells and (months is None or visit.meeting.held_on.month in months):
             cells[visit.meeting.cell_id].made += 1
-        people.setdefault(visit.supervisor_id, CoverageRow(visit.supervisor_id, visit.supervisor.full_name)).made += 1
+            person(visit.supervisor_id).made += 1
     return list(cells.values()), list(people.values())
 
 
