@@ -1175,10 +1175,36 @@ def supervisor_score_panel(pack: Pack) -> dict:
             "rows": rows}
 
 
+def _supervision_years(pack: Pack):
+    """The pack's supervision figures per year (computed once, kept on the pack)."""
+    from .supervision_report import supervision_years
+
+    if not hasattr(pack, "_supervision"):
+        ids = [c.id for c in pack.cells] if cell_ids_needed(pack.cells) else None
+        pack._supervision = supervision_years(pack.years, ids)
+    return pack._supervision
+
+
+def supervision_visits_panel(pack: Pack) -> dict:
+    """Supervision visits planned and made, and annual inspections, per year (models.supervision_report)."""
+    from .supervision_report import VISIT_COLUMNS, visit_year_rows
+
+    return {"title": "Giám sát sinh hoạt chi bộ và kiểm tra hằng năm", "columns": VISIT_COLUMNS,
+            "rows": visit_year_rows(_supervision_years(pack), pack.years)}
+
+
+def supervision_recs_panel(pack: Pack) -> dict:
+    """Recommendations made at each year's visits and how many are closed (verified), as of today."""
+    from .supervision_report import REC_COLUMNS, rec_year_rows
+
+    return {"title": "Kiến nghị sau giám sát và kết quả khắc phục", "columns": REC_COLUMNS,
+            "rows": rec_year_rows(_supervision_years(pack), pack.years)}
+
+
 # Sections of the pack (and of the dashboard) that other features add: each takes the pack and returns
-# {"title", "columns", "rows"} or None. The supervision feature appends visits, inspections and
-# recommendations here.
-PACK_PANELS: list[Callable[[Pack], dict | None]] = [model_meeting_panel, supervisor_score_panel]
+# {"title", "columns", "rows"} or None. Supervision's come from its own small tables, not the rollup.
+PACK_PANELS: list[Callable[[Pack], dict | None]] = [model_meeting_panel, supervisor_score_panel,
+                                                    supervision_visits_panel, supervision_recs_panel]
 
 
 # -- the tables every page, CSV, XLSX and PDF shows --------------------------------------------------

@@ -1,0 +1,304 @@
+"""Supervision figures for the consolidated reports: coverage (planned vs made), visits, annual
+inspections, recommendations by their derived state, and the supervisor's score beside the cell's
+self score, per year and for chosen cells (None: every cell).
+
+Design: computed straight from the supervision tables, not from the meeting rollup, so nothing is
+added to `affected_meetings`. Those tables are small (a few plan lines and visits per cell a year, a
+recommendation or two per visit: about 20,000 visits a year nationally), one query per question
+reads them, and a recommendation's state is a replay of its events (`derive_state`) that no SQL sum
+can keep current. Every rule is the one models/supervision.py applies on the supervision pages
+(`coverage`, `derive_state`, `is_overdue`, `ScoreGap`); the cell's self score and the bands come from
+the rollup's row of the visited meeting (the same scoring functions and rule set as the dashboards).
+A record belongs to the year (and month) of its meeting; a recommendation to its visit's meeting.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable
+
+from .meetings import Meeting, local_today
+from .org import Cell
+from .rules import RuleSet, band_for
+from .supervision import (
+    REC_STATES,
+    AnnualInspection,
+    Recommendation,
+    RecommendationEvent,
+    ScoreGap,
+    SupervisionAssignment,
+    SupervisionVisit,
+    coverage,
+    derive_state,
+    is_overdue,
+)
+from .users import User
+
+# Drill-down filters of recommendations: a derived state, or these groups of states.
+REC_FILTERS = {**REC_STATES, "overdue": "Quá hạn chưa khắc phục", "unverified": "Chưa kiểm chứng (còn mở)",
+               "all": "Tất cả kiến nghị"}
+
+
+def _year_span(years: Iterable[int]):
+    """The meeting-date bounds of the years (one range, so an index on held_on serves)."""
+    years = list(years)
+    return dt.date(min(years), 1, 1), dt.date(max(years), 12, 31)
+
+
+def _visit_query(years: Iterable[int], cell_ids: list[str] | None, months: list[int] | None = None):
+    """Live visits of live meetings held in the years (and months), of the cells."""
+    years = sorted(set(years))
+    first, last = _year_span(years)
+    query = (SupervisionVisit.select().join(Meeting)
+             .where(SupervisionVisit.deleted_at.is_null() & Meeting.deleted_at.is_null()
+                    & (Meeting.held_on >= first) & (Meeting.held_on <= last)))
+    if cell_ids is not None:
+        query = query.where(Meeting.cell.in_(cell_ids) if cell_ids else (Meeting.cell == ""))
+    return query, set(years), months
+
+
+@dataclass
+class VisitFact:
+    """One visit as the reports count it."""
+
+    id: str
+    meeting_id: str
+    cell_id: str
+    held_on: dt.date
+    supervisor_id: str
+    score: float | None
+    confirmed: bool
+
+
+def visit_facts(years: Iterable[int], cell_ids: list[str] | None = None,
+                months: list[int] | None = None) -> list[VisitFact]:
+    """The visits of the years (by meeting date), one query."""
+    query, wanted, months = _visit_query(years, cell_ids, months)
+    rows = query.select(SupervisionVisit.id, SupervisionVisit.meeting, Meeting.cell, Meeting.held_on,
+                        SupervisionVisit.supervisor, SupervisionVisit.score, SupervisionVisit.confirmed_at) \
+        .order_by(Meeting.held_on, SupervisionVisit.id).tuples()
+    return [VisitFact(v, m, c, d, s, score, confirmed is not None) for v, m, c, d, s, score, confirmed in rows
+            if d.year in wanted and (months is None or d.month in months)]
+
+
+@dataclass
+class RecFact:
+    """One recommendation with its derived state."""
+
+    id: str
+    visit_id: str
+    meeting_id: str
+    cell_id: str
+    held_on: dt.date
+    deadline: dt.date
+    text: str
+    state: str
+    overdue: bool
+
+
+def rec_facts(years: Iterable[int], cell_ids: list[str] | None = None, months: list[int] | None = None,
+              today: dt.date | None = None) -> list[RecFact]:
+    """The recommendations made at the years' visits, each state derived from its events (two queries)."""
+    today = today or local_today()
+    query, wanted, months = _visit_query(years, cell_ids, months)
+    recs = list(query.switch(SupervisionVisit).join(Recommendation, on=(Recommendation.visit == SupervisionVisit.id))
+                .where(Recommendation.deleted_at.is_null())
+                .select(Recommendation.id, Recommendation.visit, SupervisionVisit.meeting, Meeting.cell,
+                        Meeting.held_on, Recommendation.deadline, Recommendation.text)
+                .order_by(Recommendation.deadline, Recommendation.id).tuples())
+    recs = [r for r in recs if r[4].year in wanted and (months is None or r[4].month in months)]
+    events: dict[str, list[tuple]] = defaultdict(list)
+    # The events of the same recommendations, joined the same way (no list of ids in the query).
+    equery, _w, _m = _visit_query(years, cell_ids, months)
+    for rec_id, stamp, event_id, state, side in (
+            equery.switch(SupervisionVisit).join(Recommendation, on=(Recommendation.visit == SupervisionVisit.id))
+            .join(RecommendationEvent, on=(RecommendationEvent.recommendation == Recommendation.id))
+            .where(Recommendation.deleted_at.is_null() & RecommendationEvent.deleted_at.is_null())
+            .select(RecommendationEvent.recommendation, RecommendationEvent.hlc, RecommendationEvent.id,
+                    RecommendationEvent.state, RecommendationEvent.side).tuples()):
+        events[rec_id].append((stamp, event_id, state, side))
+    out = []
+    for rec_id, visit_id, meeting_id, cell_id, held_on, deadline, text in recs:
+        state = derive_state(events.get(rec_id, ()))
+        rec = Recommendation(id=rec_id, deadline=deadline)
+        out.append(RecFact(rec_id, visit_id, meeting_id, cell_id, held_on, deadline, text, state,
+                           is_overdue(rec, state, today)))
+    return out
+
+
+def rec_matches(fact: RecFact, which: str) -> bool:
+    """Whether a recommendation falls under a drill-down filter of REC_FILTERS."""
+    if which == "all":
+        return True
+    if which == "overdue":
+        return fact.overdue
+    if which == "unverified":
+        return fact.state != "verified"
+    return fact.state == which
+
+
+def inspections_of(years: Iterable[int], cell_ids: list[str] | None = None) -> list[AnnualInspection]:
+    """The years' live inspections of the cells, by year then cell code."""
+    query = (AnnualInspection.select(AnnualInspection, Cell).join(Cell)
+             .where(AnnualInspection.deleted_at.is_null() & AnnualInspection.year.in_(sorted(set(years)))))
+    if cell_ids is not None:
+        query = query.where(AnnualInspection.cell.in_(cell_ids) if cell_ids else (AnnualInspection.cell == ""))
+    return list(query.order_by(AnnualInspection.year, Cell.code))
+
+
+def plan_lines(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None,
+               supervisor_id: str | None = None) -> list[SupervisionAssignment]:
+    """The year's live plan lines of the cells (and months, and one visitor), by month then cell code."""
+    query = (SupervisionAssignment.select(SupervisionAssignment, Cell).join(Cell)
+             .where(SupervisionAssignment.deleted_at.is_null() & (SupervisionAssignment.year == year)))
+    if cell_ids is not None:
+        query = query.where(SupervisionAssignment.cell.in_(cell_ids) if cell_ids else (SupervisionAssignment.cell == ""))
+    if months is not None:
+        query = query.where(SupervisionAssignment.month.in_(months))
+    if supervisor_id:
+        query = query.where(SupervisionAssignment.supervisor == supervisor_id)
+    return list(query.order_by(SupervisionAssignment.month, Cell.code))
+
+
+# -- the supervisor's score beside the cell's ------------------------------------------------------
+
+@dataclass
+class ScoreFact:
+    """A scored visit: the two scores, their bands by the meeting's rule set, and the gap."""
+
+    visit: VisitFact
+    gap: ScoreGap
+    self_band: str | None
+    sup_band: str | None
+
+
+def score_facts(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> list[ScoreFact]:
+    """Visits with a supervisor's score, beside the meeting's self score from the rollup."""
+    from .consolidation import ReportMeeting
+
+    visits = [v for v in visit_facts([year], cell_ids, months) if v.score is not None]
+    if not visits:
+        return []
+    R = ReportMeeting
+    rows = {}
+    ids = [v.meeting_id for v in visits]
+    for start in range(0, len(ids), 500):
+        for mid, pct, band, rule_set_id in (R.select(R.meeting_id, R.self_pct, R.self_band, R.rule_set_id)
+                                            .where(R.meeting_id.in_(ids[start:start + 500])).tuples()):
+            rows[mid] = (pct, band, rule_set_id)
+    bands = {r.id: r.params.get("score_bands") or [] for r in RuleSet.select()}
+    out = []
+    for v in visits:
+        pct, band, rule_set_id = rows.get(v.meeting_id, (None, None, None))
+        sup = band_for(v.score, bands.get(rule_set_id, []))
+        out.append(ScoreFact(v, ScoreGap(v.score, round(pct, 1) if pct is not None else None), band,
+                             sup["code"] if sup else None))
+    return out
+
+
+def score_matches(fact: ScoreFact, which: str) -> bool:
+    """Drill-down of scored visits: 'all', 'gap' (highlighted), or 'self_band:sup_band' (a band pair)."""
+    if which == "all":
+        return True
+    if which == "gap":
+        return fact.gap.highlighted
+    self_band, _, sup_band = which.partition(":")
+    return (fact.self_band or "") == self_band and (fact.sup_band or "") == sup_band
+
+
+# -- per year: what the five-year pack and year on year show ----------------------------------------
+
+@dataclass
+class SupervisionYear:
+    """One year's supervision figures."""
+
+    planned: int = 0
+    made: int = 0
+    confirmed: int = 0
+    cells_visited: int = 0
+    inspections_planned: int = 0
+    inspections_done: int = 0
+    recs: int = 0
+    recs_verified: int = 0
+    recs_done: int = 0
+    recs_open: int = 0
+    recs_overdue: int = 0
+
+
+def supervision_years(years: list[int], cell_ids: list[str] | None = None,
+                      today: dt.date | None = None) -> dict[int, SupervisionYear]:
+    """Each year's figures (planned from the plan, made from the visits, states as of today)."""
+    out = {y: SupervisionYear() for y in years}
+    for y in years:
+        by_cell, _people = coverage(y, cell_ids)
+        out[y].planned = sum(r.planned for r in by_cell)
+    visited: dict[int, set] = defaultdict(set)
+    for v in visit_facts(years, cell_ids):
+        out[v.held_on.year].made += 1
+        out[v.held_on.year].confirmed += v.confirmed
+        visited[v.held_on.year].add(v.cell_id)
+    for y in years:
+        out[y].cells_visited = len(visited[y])
+    for i in inspections_of(years, cell_ids):
+        out[i.year].inspections_planned += 1
+        out[i.year].inspections_done += i.status == "done"
+    for r in rec_facts(years, cell_ids, today=today):
+        row = out[r.held_on.year]
+        row.recs += 1
+        row.recs_verified += r.state == "verified"
+        row.recs_done += r.state == "done"
+        row.recs_open += r.state in ("open", "in_progress")
+        row.recs_overdue += r.overdue
+    return out
+
+
+VISIT_COLUMNS = ["Năm", "Lượt giám sát theo kế hoạch", "Lượt đã giám sát", "Biên bản đã ký", "Chi bộ được giám sát",
+                 "Chi bộ được chọn kiểm tra", "Cuộc kiểm tra đã hoàn thành"]
+REC_COLUMNS = ["Năm", "Kiến nghị đưa ra", "Đã kiểm chứng (khép lại)", "Chi bộ báo đã xong, chờ kiểm chứng",
+               "Chưa thực hiện hoặc đang thực hiện", "Trong đó quá hạn"]
+
+
+def visit_year_rows(per_year: dict[int, SupervisionYear], years: list[int]) -> list[list]:
+    """Visits and inspections per year (rows under VISIT_COLUMNS)."""
+    return [[y, per_year[y].planned, per_year[y].made, per_year[y].confirmed, per_year[y].cells_visited,
+             per_year[y].inspections_planned, per_year[y].inspections_done] for y in years]
+
+
+def rec_year_rows(per_year: dict[int, SupervisionYear], years: list[int]) -> list[list]:
+    """Recommendations per year of the visit (rows under REC_COLUMNS; states as of today)."""
+    return [[y, per_year[y].recs, per_year[y].recs_verified, per_year[y].recs_done, per_year[y].recs_open,
+             per_year[y].recs_overdue] for y in years]
+
+
+# (label, value of a year) for year on year, in the shape of consolidation.years_table.
+YOY_ROWS = [
+    ("Lượt giám sát đã thực hiện", lambda s: s.made),
+    ("Chi bộ được giám sát", lambda s: s.cells_visited),
+    ("Kiến nghị đưa ra", lambda s: s.recs),
+    ("Kiến nghị đã kiểm chứng (khép lại)", lambda s: s.recs_verified),
+]
+
+
+def yoy_rows(per_year: dict[int, SupervisionYear], years: list[int], base: list[int]) -> list[list]:
+    """Each supervision figure over the years, with the change of the last year against each baseline."""
+    target = years[-1]
+    rows = []
+    for label, get in YOY_ROWS:
+        now = get(per_year[target])
+        rows.append([label] + [get(per_year[y]) for y in years] + [now - get(per_year[b]) for b in base if b != target])
+    return rows
+
+
+def supervisor_names(ids: Iterable[str]) -> dict[str, str]:
+    """Account id -> the name shown."""
+    ids = list(set(ids))
+    out = {}
+    for start in range(0, len(ids), 500):
+        out.update({u.id: u.full_name or u.username for u in
+                    User.select(User.id, User.full_name, User.username).where(User.id.in_(ids[start:start + 500]))})
+    return out
+
+
+__all__ = ["REC_FILTERS", "coverage", "inspections_of", "plan_lines", "rec_facts", "score_facts",
+           "supervision_years", "visit_facts"]
