@@ -204,7 +204,7 @@ def supervision_scores_panel(filters: Filters, m: Metrics) -> dict:
     names = {**BAND_LABELS, "": "Chưa xếp loại"}
     rows = []
     for own in codes:
-        row: list = [f"Chi bộ tự chấm: {names[own]}"]
+        row: list = [names[own]]
         for sup in codes:
             pair = f"{own}:{sup}"
             row.append(Link(sum(score_matches(f, pair) for f in found), _sup_url("scores", filters, band=pair)))
@@ -214,8 +214,9 @@ def supervision_scores_panel(filters: Filters, m: Metrics) -> dict:
                 + [""] * (len(codes) - 1))
     rows.append(["Lượt có điểm của người giám sát", Link(len(found), _sup_url("scores", filters, band="all"))]
                 + [""] * (len(codes) - 1))
-    return {"title": "Điểm người giám sát so với điểm chi bộ tự chấm", "key": "sup_scores",
-            "columns": ["Tự chấm \\ Người giám sát chấm"] + [names[c] for c in codes], "rows": rows}
+    return {"title": "Điểm người giám sát so với điểm chi bộ tự chấm", "key": "sup_scores", "wide": True,
+            "note": "Hàng: xếp loại chi bộ tự chấm; cột: xếp loại theo điểm người giám sát (cùng bộ quy tắc của buổi).",
+            "columns": ["Chi bộ tự chấm \\ Người giám sát chấm"] + [names[c] for c in codes], "rows": rows}
 
 
 DASHBOARD_PANELS = [model_meetings_panel, supervisor_scores_panel, supervision_coverage_panel,

@@ -162,7 +162,7 @@ def test_dashboard_panels_link_to_the_records(client, auth, org, supervised):
     [(signed, n)] = _link_for(_panel(html, "sup_visits"), "Biên bản đã ký xác nhận")
     assert n == "2"
     scores = _panel(html, "sup_scores")
-    assert [n for _h, n in _link_for(scores, "Chi bộ tự chấm: Khá")] == ["0", "1", "0", "0", "0"]
+    assert [n for _h, n in _link_for(scores, "<th scope=\"row\">Khá")] == ["0", "1", "0", "0", "0"]
     [(gap, n)] = _link_for(scores, "Lượt chênh lệch")
     assert n == "1"
     # Every number's page lists that many records.
