@@ -115,6 +115,12 @@ def generate(cells: int, years: list[int], seed: int = 12) -> dict:
     s2 = TemplateItem.create(version=version.id, section=section.id, position=2, code="S2", text="Đúng trình tự",
                              type="yes_no", points=40)
     publish(version)
+    supervisors = []
+    for i in range(60):  # the accounts sent on visits (made before COPY holds the connection)
+        user = User(username=f"btv{i:02d}", role="supervisor", full_name=f"Ủy viên Ban Thường vụ {i + 1}")
+        user.set_password(PASSWORD)
+        user.save()
+        supervisors.append(user.id)
     raw = db.connection()
     counts = dict.fromkeys(("cells", "members", "meetings", "attendance", "contributions", "answer_sets", "answers"), 0)
     rules = {}
@@ -197,11 +203,57 @@ def generate(cells: int, years: list[int], seed: int = 12) -> dict:
                 an.row(uid(7, 2 * i), uid(6, i), s1.id, str(rng.randint(35, 60)))
                 an.row(uid(7, 2 * i + 1), uid(6, i), s2.id, "true" if rng.random() < 0.9 else "false")
             counts["answers"] = 2 * len(meetings)
+        counts.update(_supervision(cur, rng, cells, years, meetings, supervisors))
         cur.execute("SET session_replication_role = DEFAULT")
         for definition in dropped:
             cur.execute(definition)
         cur.execute("ANALYZE")
     raw.commit()
+    return counts
+
+
+def _supervision(cur, rng, cells: int, years: list[int], meetings: list, supervisors: list[str]) -> dict:
+    """Plan lines (4 per cell-year), visits (90 % of them), 0–3 recommendations per visit with their
+    follow-up events, one inspection per 50 cells a year."""
+    from models.supervision import (AnnualInspection, Recommendation, RecommendationEvent, SupervisionAssignment,
+                                    SupervisionVisit)
+
+    counts = dict.fromkeys(("plan_lines", "visits", "recommendations", "rec_events", "inspections"), 0)
+    lines, visits = Copier(cur, SupervisionAssignment, ["id", "cell_id", "supervisor_id", "year", "month", "source"]), []
+    with lines:
+        for c in range(cells):
+            for yi, y in enumerate(years):
+                for q, month in enumerate((2, 5, 8, 11)):
+                    who = supervisors[(c + q) % len(supervisors)]
+                    lines.row(uid(8, counts["plan_lines"]), uid(1, c), who, y, month, "auto")
+                    counts["plan_lines"] += 1
+                    if rng.random() < 0.9:
+                        meeting_id = meetings[(c * len(years) + yi) * 12 + month - 1][0]
+                        visits.append((meeting_id, who, dt.date(y, month, 1)))
+    with Copier(cur, SupervisionVisit, ["id", "meeting_id", "supervisor_id", "score", "confirmed_at"]) as vc:
+        for n, (meeting_id, who, day) in enumerate(visits):
+            vc.row(uid(9, n), meeting_id, who, rng.randint(50, 100), dt.datetime.combine(day, dt.time(17, 0)))
+        counts["visits"] = len(visits)
+    recs = []
+    with Copier(cur, Recommendation, ["id", "visit_id", "text", "deadline"]) as rc:
+        for n, (_m, _w, day) in enumerate(visits):
+            for _ in range(rng.randint(0, 3)):
+                rc.row(uid(10, len(recs)), uid(9, n), "Khắc phục hạn chế đã nêu", day + dt.timedelta(days=45))
+                recs.append(uid(10, len(recs)))
+        counts["recommendations"] = len(recs)
+    moves = [[], [("in_progress", "cell")], [("done", "cell")], [("done", "cell"), ("verified", "supervisor")]]
+    with Copier(cur, RecommendationEvent, ["id", "recommendation_id", "state", "side", "hlc"]) as ec:
+        n = 0
+        for rec_id in recs:
+            for state, side in [("open", "supervisor")] + rng.choice(moves):
+                ec.row(uid(11, n), rec_id, state, side, f"{n:020d}")
+                n += 1
+        counts["rec_events"] = n
+    with Copier(cur, AnnualInspection, ["id", "cell_id", "year", "status", "conclusion", "done_on"]) as ic:
+        for y in years:
+            for c in range(0, cells, 50):
+                ic.row(uid(12, counts["inspections"]), uid(1, c), y, "done", "Đạt yêu cầu", dt.date(y, 11, 20))
+                counts["inspections"] += 1
     return counts
 
 

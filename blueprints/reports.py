@@ -33,7 +33,8 @@ from models.report_export import Table, bar_chart_svg, csv_bytes, fmt, pdf_bytes
 from models.rules import BAND_CODES, BAND_LABELS
 from models.supervision import INSPECTION_STATUSES, SCORE_GAP_POINTS, coverage
 from models.supervision_report import (
-    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, rec_year_rows, visit_year_rows, plan_lines, rec_facts, rec_matches, score_facts, score_matches,
+    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, rec_year_rows, score_counts, visit_totals,
+    visit_year_rows, plan_lines, rec_facts, rec_matches, score_facts, score_matches,
     supervision_years, supervisor_names, visit_facts, yoy_rows,
 )
 from models.base import utcnow
@@ -161,20 +162,21 @@ def supervision_coverage_panel(filters: Filters, m: Metrics) -> dict:
     rows += [[f"Đ/c {r.label}", Link(r.planned, _sup_url("planned", filters, supervisor=r.key)),
               Link(r.made, _sup_url("visits", filters, supervisor=r.key))]
              for r in by_member if r.planned or r.made]
+    # Links only for the rows the dashboard shows (a national list has thousands; its CSV has them all).
     rows += [[r.label, Link(r.planned, _sup_url("planned", filters, cell=r.key)),
-              Link(r.made, _sup_url("visits", filters, cell=r.key))] for r in by_cell]
+              Link(r.made, _sup_url("visits", filters, cell=r.key))] if len(rows) + i < PANEL_ROWS
+             else [r.label, r.planned, r.made] for i, r in enumerate(by_cell)]
     return {"title": "Độ bao phủ giám sát: kế hoạch và thực hiện", "key": "sup_coverage",
             "columns": ["Chi bộ / Ủy viên Ban Thường vụ", "Kế hoạch", "Đã giám sát"], "rows": rows}
 
 
 def supervision_visits_panel(filters: Filters, m: Metrics) -> dict:
     """Visits made in the period: records, signed records, cells visited."""
-    visits = visit_facts([filters.year], filters.cell_ids, filters.months())
+    t = visit_totals(filters.year, filters.cell_ids, filters.months())
     return {"title": "Lượt giám sát đã thực hiện", "key": "sup_visits", "columns": ["Chỉ tiêu", "Số liệu"],
-            "rows": [["Lượt giám sát (biên bản đã lập)", Link(len(visits), _sup_url("visits", filters))],
-                     ["Biên bản đã ký xác nhận", Link(sum(v.confirmed for v in visits),
-                                                      _sup_url("visits", filters, confirmed=1))],
-                     ["Chi bộ được giám sát", Link(len({v.cell_id for v in visits}), _sup_url("visits", filters))]]}
+            "rows": [["Lượt giám sát (biên bản đã lập)", Link(t.made, _sup_url("visits", filters))],
+                     ["Biên bản đã ký xác nhận", Link(t.confirmed, _sup_url("visits", filters, confirmed=1))],
+                     ["Chi bộ được giám sát", Link(t.cells, _sup_url("visits", filters))]]}
 
 
 def supervision_recs_panel(filters: Filters, m: Metrics) -> dict:
@@ -199,7 +201,7 @@ def supervision_inspections_panel(filters: Filters, m: Metrics) -> dict:
 
 def supervision_scores_panel(filters: Filters, m: Metrics) -> dict:
     """Visits scored by the supervisor: band of the cell's self score against band of the supervisor's."""
-    found = score_facts(filters.year, filters.cell_ids, filters.months())
+    counts = score_counts(filters.year, filters.cell_ids, filters.months())
     codes = list(BAND_CODES) + [""]
     names = {**BAND_LABELS, "": "Chưa xếp loại"}
     rows = []
@@ -207,12 +209,12 @@ def supervision_scores_panel(filters: Filters, m: Metrics) -> dict:
         row: list = [names[own]]
         for sup in codes:
             pair = f"{own}:{sup}"
-            row.append(Link(sum(score_matches(f, pair) for f in found), _sup_url("scores", filters, band=pair)))
+            row.append(Link(counts[pair], _sup_url("scores", filters, band=pair)))
         rows.append(row)
     rows.append([f"Lượt chênh lệch từ {fmt(SCORE_GAP_POINTS, 0)} điểm trở lên",
-                 Link(sum(f.gap.highlighted for f in found), _sup_url("scores", filters, band="gap"))]
+                 Link(counts["gap"], _sup_url("scores", filters, band="gap"))]
                 + [""] * (len(codes) - 1))
-    rows.append(["Lượt có điểm của người giám sát", Link(len(found), _sup_url("scores", filters, band="all"))]
+    rows.append(["Lượt có điểm của người giám sát", Link(counts["all"], _sup_url("scores", filters, band="all"))]
                 + [""] * (len(codes) - 1))
     return {"title": "Điểm người giám sát so với điểm chi bộ tự chấm", "key": "sup_scores", "wide": True,
             "note": "Hàng: xếp loại chi bộ tự chấm; cột: xếp loại theo điểm người giám sát (cùng bộ quy tắc của buổi).",
@@ -325,7 +327,7 @@ def _sup_table(what: str, filters: Filters) -> Table:
         state = request.args.get("state", "all")
         if state not in REC_FILTERS:
             abort(404)
-        recs = [r for r in rec_facts([filters.year], filters.cell_ids, months) if rec_matches(r, state)]
+        recs = [r for r in rec_facts([filters.year], filters.cell_ids, months, text=True) if rec_matches(r, state)]
         return Table(f"{SUP_DRILLS[what]}: {REC_FILTERS[state].lower()}",
                      ["Ngày giám sát", "Chi bộ", "Kiến nghị", "Thời hạn", "Trạng thái", "Quá hạn"],
                      [[Link(r.held_on, url_for("supervision.visit_page", meeting_id=r.meeting_id) + "#kien-nghi"),

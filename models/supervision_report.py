@@ -16,7 +16,10 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Iterable
+
+from peewee import JOIN, fn
 
 from .meetings import Meeting, local_today
 from .org import Cell
@@ -82,6 +85,32 @@ def visit_facts(years: Iterable[int], cell_ids: list[str] | None = None,
             if d.year in wanted and (months is None or d.month in months)]
 
 
+def _month_range(year: int, months: list[int] | None) -> tuple[dt.date, dt.date]:
+    """First day and the day after the last of consecutive months of a year (all of it for None)."""
+    first = dt.date(year, min(months), 1) if months else dt.date(year, 1, 1)
+    last = dt.date(year, max(months), 1) if months else dt.date(year, 12, 1)
+    return first, dt.date(last.year + last.month // 12, last.month % 12 + 1, 1)
+
+
+@dataclass
+class VisitTotals:
+    """A period's visits counted by the database: records, signed records, cells visited."""
+
+    made: int = 0
+    confirmed: int = 0
+    cells: int = 0
+
+
+def visit_totals(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> VisitTotals:
+    """The visits of a year (or of its consecutive months), counted in one query."""
+    first, after = _month_range(year, months)
+    query, _w, _m = _visit_query([year], cell_ids)
+    row = (query.where((Meeting.held_on >= first) & (Meeting.held_on < after))
+           .select(fn.COUNT(SupervisionVisit.id), fn.COUNT(SupervisionVisit.confirmed_at),
+                   fn.COUNT(Meeting.cell.distinct())).tuples().first())
+    return VisitTotals(*(int(v or 0) for v in row)) if row else VisitTotals()
+
+
 @dataclass
 class RecFact:
     """One recommendation with its derived state."""
@@ -98,32 +127,34 @@ class RecFact:
 
 
 def rec_facts(years: Iterable[int], cell_ids: list[str] | None = None, months: list[int] | None = None,
-              today: dt.date | None = None) -> list[RecFact]:
-    """The recommendations made at the years' visits, each state derived from its events (two queries)."""
+              today: dt.date | None = None, text: bool = False) -> list[RecFact]:
+    """The recommendations made at the years' visits, each state derived from its events.
+
+    One query over the events joined to their recommendation, visit and meeting (every recommendation
+    has its opening event); the text only when asked (the drill-down), the rows being many nationally."""
     today = today or local_today()
     query, wanted, months = _visit_query(years, cell_ids, months)
-    recs = list(query.switch(SupervisionVisit).join(Recommendation, on=(Recommendation.visit == SupervisionVisit.id))
-                .where(Recommendation.deleted_at.is_null())
-                .select(Recommendation.id, Recommendation.visit, SupervisionVisit.meeting, Meeting.cell,
-                        Meeting.held_on, Recommendation.deadline, Recommendation.text)
-                .order_by(Recommendation.deadline, Recommendation.id).tuples())
-    recs = [r for r in recs if r[4].year in wanted and (months is None or r[4].month in months)]
+    E = RecommendationEvent
+    columns = [Recommendation.id, Recommendation.visit, SupervisionVisit.meeting, Meeting.cell, Meeting.held_on,
+               Recommendation.deadline, E.hlc, E.id, E.state, E.side] + ([Recommendation.text] if text else [])
+    rows = (query.switch(SupervisionVisit).join(Recommendation, on=(Recommendation.visit == SupervisionVisit.id))
+            .join(E, on=(E.recommendation == Recommendation.id))
+            .where(Recommendation.deleted_at.is_null() & E.deleted_at.is_null())
+            .select(*columns).tuples())
+    recs: dict[str, tuple] = {}
     events: dict[str, list[tuple]] = defaultdict(list)
-    # The events of the same recommendations, joined the same way (no list of ids in the query).
-    equery, _w, _m = _visit_query(years, cell_ids, months)
-    for rec_id, stamp, event_id, state, side in (
-            equery.switch(SupervisionVisit).join(Recommendation, on=(Recommendation.visit == SupervisionVisit.id))
-            .join(RecommendationEvent, on=(RecommendationEvent.recommendation == Recommendation.id))
-            .where(Recommendation.deleted_at.is_null() & RecommendationEvent.deleted_at.is_null())
-            .select(RecommendationEvent.recommendation, RecommendationEvent.hlc, RecommendationEvent.id,
-                    RecommendationEvent.state, RecommendationEvent.side).tuples()):
-        events[rec_id].append((stamp, event_id, state, side))
+    for row in rows:
+        if row[4].year not in wanted or (months is not None and row[4].month not in months):
+            continue
+        recs.setdefault(row[0], row)
+        events[row[0]].append(row[6:10])
     out = []
-    for rec_id, visit_id, meeting_id, cell_id, held_on, deadline, text in recs:
-        state = derive_state(events.get(rec_id, ()))
-        rec = Recommendation(id=rec_id, deadline=deadline)
-        out.append(RecFact(rec_id, visit_id, meeting_id, cell_id, held_on, deadline, text, state,
-                           is_overdue(rec, state, today)))
+    for rec_id, row in recs.items():
+        state = derive_state(events[rec_id])
+        # is_overdue reads only the deadline: a light stand-in, not a model instance per row.
+        out.append(RecFact(rec_id, row[1], row[2], row[3], row[4], row[5], row[10] if text else "", state,
+                           is_overdue(SimpleNamespace(deadline=row[5]), state, today)))
+    out.sort(key=lambda r: (r.deadline, r.id))
     return out
 
 
@@ -174,27 +205,60 @@ class ScoreFact:
 
 
 def score_facts(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> list[ScoreFact]:
-    """Visits with a supervisor's score, beside the meeting's self score from the rollup."""
-    from .consolidation import ReportMeeting
-
-    visits = [v for v in visit_facts([year], cell_ids, months) if v.score is not None]
-    if not visits:
-        return []
-    R = ReportMeeting
-    rows = {}
-    ids = [v.meeting_id for v in visits]
-    for start in range(0, len(ids), 500):
-        for mid, pct, band, rule_set_id in (R.select(R.meeting_id, R.self_pct, R.self_band, R.rule_set_id)
-                                            .where(R.meeting_id.in_(ids[start:start + 500])).tuples()):
-            rows[mid] = (pct, band, rule_set_id)
-    bands = {r.id: r.params.get("score_bands") or [] for r in RuleSet.select()}
+    """Visits with a supervisor's score, beside the meeting's self score from the rollup (one query)."""
+    R = _report_meeting()
+    query, wanted, months = _visit_query([year], cell_ids, months)
+    rows = (query.join(R, JOIN.LEFT_OUTER, on=(R.meeting_id == Meeting.id))
+            .where(SupervisionVisit.score.is_null(False))
+            .select(SupervisionVisit.id, SupervisionVisit.meeting, Meeting.cell, Meeting.held_on,
+                    SupervisionVisit.supervisor, SupervisionVisit.score, SupervisionVisit.confirmed_at,
+                    R.self_pct, R.self_band, R.rule_set_id)
+            .order_by(Meeting.held_on, SupervisionVisit.id).tuples())
+    bands = _score_bands()
     out = []
-    for v in visits:
-        pct, band, rule_set_id = rows.get(v.meeting_id, (None, None, None))
-        sup = band_for(v.score, bands.get(rule_set_id, []))
-        out.append(ScoreFact(v, ScoreGap(v.score, round(pct, 1) if pct is not None else None), band,
+    for v, m, c, d, s, score, confirmed, pct, band, rule_set_id in rows:
+        if d.year not in wanted or (months is not None and d.month not in months):
+            continue
+        sup = band_for(score, bands.get(rule_set_id, []))
+        out.append(ScoreFact(VisitFact(v, m, c, d, s, score, confirmed is not None),
+                             ScoreGap(score, round(pct, 1) if pct is not None else None), band,
                              sup["code"] if sup else None))
     return out
+
+
+def _report_meeting():
+    """The rollup's meeting table (imported late: consolidation imports the pack panels from here)."""
+    from .consolidation import ReportMeeting
+
+    return ReportMeeting
+
+
+def _score_bands() -> dict:
+    """Rule set id -> its score bands."""
+    return {r.id: r.params.get("score_bands") or [] for r in RuleSet.select()}
+
+
+def score_counts(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> dict[str, int]:
+    """The dashboard's counts of scored visits: 'self:sup' band pairs, 'gap' and 'all'.
+
+    The database groups visits by (rule set, self band, self score, supervisor's score): a national
+    year has tens of thousands of visits but few distinct groups; each group is judged once by the
+    same band_for and ScoreGap as a single visit."""
+    R = _report_meeting()
+    query, _w, _m = _visit_query([year], cell_ids)
+    first, after = _month_range(year, months)
+    groups = (query.join(R, JOIN.LEFT_OUTER, on=(R.meeting_id == Meeting.id))
+              .where(SupervisionVisit.score.is_null(False) & (Meeting.held_on >= first) & (Meeting.held_on < after))
+              .select(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score, fn.COUNT(SupervisionVisit.id))
+              .group_by(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score).tuples())
+    bands = _score_bands()
+    counts: dict[str, int] = defaultdict(int)
+    for rule_set_id, band, pct, score, n in groups:
+        sup = band_for(score, bands.get(rule_set_id, []))
+        counts[f"{band or ''}:{sup['code'] if sup else ''}"] += n
+        counts["gap"] += n if ScoreGap(score, round(pct, 1) if pct is not None else None).highlighted else 0
+        counts["all"] += n
+    return counts
 
 
 def score_matches(fact: ScoreFact, which: str) -> bool:
@@ -233,13 +297,9 @@ def supervision_years(years: list[int], cell_ids: list[str] | None = None,
     for y in years:
         by_cell, _people = coverage(y, cell_ids)
         out[y].planned = sum(r.planned for r in by_cell)
-    visited: dict[int, set] = defaultdict(set)
-    for v in visit_facts(years, cell_ids):
-        out[v.held_on.year].made += 1
-        out[v.held_on.year].confirmed += v.confirmed
-        visited[v.held_on.year].add(v.cell_id)
     for y in years:
-        out[y].cells_visited = len(visited[y])
+        t = visit_totals(y, cell_ids)
+        out[y].made, out[y].confirmed, out[y].cells_visited = t.made, t.confirmed, t.cells
     for i in inspections_of(years, cell_ids):
         out[i.year].inspections_planned += 1
         out[i.year].inspections_done += i.status == "done"
