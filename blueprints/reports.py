@@ -33,7 +33,7 @@ from models.report_export import Table, bar_chart_svg, csv_bytes, fmt, pdf_bytes
 from models.rules import BAND_CODES, BAND_LABELS
 from models.supervision import INSPECTION_STATUSES, SCORE_GAP_POINTS, coverage
 from models.supervision_report import (
-    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, rec_year_rows, score_counts, visit_totals,
+    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, rec_counts, rec_year_rows, score_counts, visit_totals,
     visit_year_rows, plan_lines, rec_facts, rec_matches, score_facts, score_matches,
     supervision_years, supervisor_names, visit_facts, yoy_rows,
 )
@@ -181,10 +181,10 @@ def supervision_visits_panel(filters: Filters, m: Metrics) -> dict:
 
 def supervision_recs_panel(filters: Filters, m: Metrics) -> dict:
     """Recommendations of the period's visits by state derived from their events, and the overdue ones."""
-    recs = rec_facts([filters.year], filters.cell_ids, filters.months())
-    rows = [[label, Link(sum(rec_matches(r, code) for r in recs), _sup_url("recs", filters, state=code))]
-            for code, label in REC_FILTERS.items() if code not in ("all",)]
-    rows.append(["Tổng số kiến nghị", Link(len(recs), _sup_url("recs", filters, state="all"))])
+    counts = rec_counts([filters.year], filters.cell_ids, filters.months())[filters.year]
+    rows = [[label, Link(counts.count(code), _sup_url("recs", filters, state=code))]
+            for code, label in REC_FILTERS.items() if code != "all"]
+    rows.append(["Tổng số kiến nghị", Link(counts.total, _sup_url("recs", filters, state="all"))])
     return {"title": "Kiến nghị sau giám sát", "key": "sup_recs", "columns": ["Trạng thái", "Số kiến nghị"],
             "rows": rows}
 

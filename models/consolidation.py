@@ -374,9 +374,18 @@ def rebuild() -> int:
         _scores(None)
         _summarise(None)
         _summarise_months(None)
+        _recommendations().rebuild_recommendations()
+        _set_state("recommendations", "1")
         _set_state("seq", str(top))
         _set_state("generation", _generation())
     return ReportMeeting.select().count()
+
+
+def _recommendations():
+    """models.supervision_report, where recommendations' derived states are cached (imported late)."""
+    from . import supervision_report
+
+    return supervision_report
 
 
 def affected_meetings(changes: Iterable[tuple[str, str]]) -> set[str] | None:
@@ -480,8 +489,9 @@ def refresh(full: bool = False) -> str:
     top = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
     if not full and last is not None and int(last) == top and generation == _generation():
         return "none"
+    # A database from before the recommendation cache existed fills it with one full rebuild.
     if full or last is None or int(last) > top or generation != _generation() \
-            or top - int(last) > INCREMENTAL_LIMIT:
+            or top - int(last) > INCREMENTAL_LIMIT or _state("recommendations") is None:
         rebuild()
         return "full"
     with write_transaction():
@@ -490,14 +500,16 @@ def refresh(full: bool = False) -> str:
         top = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
         if last >= top:
             return "none"
-        changes = (ChangeLog.select(ChangeLog.table, ChangeLog.record_id)
-                   .where((ChangeLog.seq > last) & (ChangeLog.seq <= top)).tuples())
+        changes = list(ChangeLog.select(ChangeLog.table, ChangeLog.record_id)
+                       .where((ChangeLog.seq > last) & (ChangeLog.seq <= top)).tuples())
         meetings = affected_meetings(changes)
         if meetings is None:
             full_needed = True
         else:
             full_needed = False
             recompute(meetings)
+            recs = _recommendations()
+            recs.recompute_recommendations(recs.affected_recommendations(changes))
             _set_state("seq", str(top))
     if full_needed:
         rebuild()

@@ -2,14 +2,17 @@
 inspections, recommendations by their derived state, and the supervisor's score beside the cell's
 self score, per year and for chosen cells (None: every cell).
 
-Design: computed straight from the supervision tables, not from the meeting rollup, so nothing is
-added to `affected_meetings`. Those tables are small (a few plan lines and visits per cell a year, a
-recommendation or two per visit: about 20,000 visits a year nationally), one query per question
-reads them, and a recommendation's state is a replay of its events (`derive_state`) that no SQL sum
-can keep current. Every rule is the one models/supervision.py applies on the supervision pages
-(`coverage`, `derive_state`, `is_overdue`, `ScoreGap`); the cell's self score and the bands come from
-the rollup's row of the visited meeting (the same scoring functions and rule set as the dashboards).
+Design: counted straight from the supervision tables with GROUP BY (plan lines, visits, inspections,
+score bands), not from the meeting rollup, so nothing is added to `affected_meetings`: they are a few
+rows per cell a year and the database counts them. The exception is a recommendation's state, a replay
+of its events (`derive_state`) that no SQL sum can do: nationally that is ~30,000 recommendations and
+~60,000 events a year, too many to replay on every page, so `ReportRecommendation` keeps each one's
+derived state (local, never synced, like the rollup) and `consolidation.refresh()` recomputes the
+recommendations its change-log batch touches (`affected_recommendations`). Every rule is the one
+models/supervision.py applies on the supervision pages (`coverage`, `derive_state`, `is_overdue`,
+`ScoreGap`); the cell's self score and the bands come from the rollup's row of the visited meeting.
 A record belongs to the year (and month) of its meeting; a recommendation to its visit's meeting.
+The drill-down lists re-derive each recommendation from its events.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterable
 
-from peewee import JOIN, fn
+from peewee import JOIN, CharField, DateField, IntegerField, fn
 
+from .base import BaseModel
 from .meetings import Meeting, local_today
 from .org import Cell
 from .rules import RuleSet, band_for
@@ -158,6 +162,120 @@ def rec_facts(years: Iterable[int], cell_ids: list[str] | None = None, months: l
     return out
 
 
+class ReportRecommendation(BaseModel):
+    """A recommendation's derived state with what the reports group by (local derived data)."""
+
+    rec_id = CharField(primary_key=True, max_length=36)
+    cell_id = CharField(max_length=36)
+    year = IntegerField()
+    month = IntegerField()
+    deadline = DateField()
+    state = CharField(max_length=20)
+
+    class Meta:
+        table_name = "report_recommendation"
+        indexes = ((("year", "cell_id"), False),)
+
+
+def _derived_rows(rec_ids: list[str] | None) -> list[dict]:
+    """Each live recommendation's cache row (of these ids; all with None), replaying its events."""
+    E = RecommendationEvent
+    query = (E.select(Recommendation.id, Meeting.cell, Meeting.held_on, Recommendation.deadline,
+                      E.hlc, E.id, E.state, E.side)
+             .join(Recommendation, on=(E.recommendation == Recommendation.id))
+             .join(SupervisionVisit, on=(Recommendation.visit == SupervisionVisit.id))
+             .join(Meeting, on=(SupervisionVisit.meeting == Meeting.id))
+             .where(E.deleted_at.is_null() & Recommendation.deleted_at.is_null()
+                    & SupervisionVisit.deleted_at.is_null() & Meeting.deleted_at.is_null()))
+    if rec_ids is not None:
+        query = query.where(Recommendation.id.in_(rec_ids))
+    heads: dict[str, tuple] = {}
+    events: dict[str, list[tuple]] = defaultdict(list)
+    for row in query.tuples():
+        heads.setdefault(row[0], row)
+        events[row[0]].append(row[4:8])
+    return [{"rec_id": r, "cell_id": c, "year": d.year, "month": d.month, "deadline": deadline,
+             "state": derive_state(events[r])} for r, (_r, c, d, deadline, *_e) in heads.items()]
+
+
+def rebuild_recommendations() -> None:
+    """Refill the recommendation cache from the records (inside the caller's transaction)."""
+    ReportRecommendation.delete().execute()
+    rows = _derived_rows(None)
+    for start in range(0, len(rows), 1000):
+        ReportRecommendation.insert_many(rows[start:start + 1000]).execute()
+
+
+def affected_recommendations(changes: Iterable[tuple[str, str]]) -> set[str]:
+    """The recommendations a batch of (table, record id) changes touches (their events, visit, meeting)."""
+    by_table: dict[str, list[str]] = defaultdict(list)
+    for table, record_id in changes:
+        by_table[table].append(record_id)
+    recs = set(by_table.get("supervision_recommendation", ()))
+    lookups = (("recommendation_event", RecommendationEvent.select(RecommendationEvent.recommendation),
+                RecommendationEvent.id),
+               ("supervision_visit", Recommendation.select(Recommendation.id), Recommendation.visit),
+               ("meeting", Recommendation.select(Recommendation.id).join(SupervisionVisit), SupervisionVisit.meeting))
+    for table, query, column in lookups:
+        ids = sorted(set(by_table.get(table, ())))
+        for start in range(0, len(ids), 500):
+            recs |= {r for (r,) in query.where(column.in_(ids[start:start + 500])).tuples()}
+    return recs
+
+
+def recompute_recommendations(rec_ids: Iterable[str]) -> None:
+    """Recompute these recommendations' cache rows (inside the caller's transaction)."""
+    ids = sorted(set(rec_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        ReportRecommendation.delete().where(ReportRecommendation.rec_id.in_(chunk)).execute()
+        rows = _derived_rows(chunk)
+        if rows:
+            ReportRecommendation.insert_many(rows).execute()
+
+
+@dataclass
+class RecCounts:
+    """Recommendations of a period by derived state, and how many are overdue."""
+
+    by_state: dict[str, int]
+    overdue: int
+
+    @property
+    def total(self) -> int:
+        """Every recommendation counted."""
+        return sum(self.by_state.values())
+
+    def count(self, which: str) -> int:
+        """The number under a drill-down filter of REC_FILTERS."""
+        if which == "all":
+            return self.total
+        if which == "overdue":
+            return self.overdue
+        if which == "unverified":
+            return self.total - self.by_state.get("verified", 0)
+        return self.by_state.get(which, 0)
+
+
+def rec_counts(years: Iterable[int], cell_ids: list[str] | None = None, months: list[int] | None = None,
+               today: dt.date | None = None) -> dict[int, RecCounts]:
+    """Per year, the cached states counted by the database; overdue judged once per (state, deadline)."""
+    today = today or local_today()
+    years = sorted(set(years))
+    R = ReportRecommendation
+    query = (R.select(R.year, R.state, R.deadline, fn.COUNT(R.rec_id)).where(R.year.in_(years))
+             .group_by(R.year, R.state, R.deadline))
+    if cell_ids is not None:
+        query = query.where(R.cell_id.in_(cell_ids) if cell_ids else (R.cell_id == ""))
+    if months:
+        query = query.where(R.month.in_(months))
+    out = {y: RecCounts(defaultdict(int), 0) for y in years}
+    for year, state, deadline, n in query.tuples():
+        out[year].by_state[state] += n
+        out[year].overdue += n if is_overdue(SimpleNamespace(deadline=deadline), state, today) else 0
+    return out
+
+
 def rec_matches(fact: RecFact, which: str) -> bool:
     """Whether a recommendation falls under a drill-down filter of REC_FILTERS."""
     if which == "all":
@@ -292,7 +410,9 @@ class SupervisionYear:
 
 def supervision_years(years: list[int], cell_ids: list[str] | None = None,
                       today: dt.date | None = None) -> dict[int, SupervisionYear]:
-    """Each year's figures (planned from the plan, made from the visits, states as of today)."""
+    """Each year's figures (planned from the plan, made from the visits, states as of today).
+
+    Recommendations come from the cache: call consolidation.refresh() first, as the report pages do."""
     out = {y: SupervisionYear() for y in years}
     for y in years:
         by_cell, _people = coverage(y, cell_ids)
@@ -303,13 +423,10 @@ def supervision_years(years: list[int], cell_ids: list[str] | None = None,
     for i in inspections_of(years, cell_ids):
         out[i.year].inspections_planned += 1
         out[i.year].inspections_done += i.status == "done"
-    for r in rec_facts(years, cell_ids, today=today):
-        row = out[r.held_on.year]
-        row.recs += 1
-        row.recs_verified += r.state == "verified"
-        row.recs_done += r.state == "done"
-        row.recs_open += r.state in ("open", "in_progress")
-        row.recs_overdue += r.overdue
+    for y, counts in rec_counts(years, cell_ids, today=today).items():
+        row = out[y]
+        row.recs, row.recs_verified, row.recs_done = counts.total, counts.count("verified"), counts.count("done")
+        row.recs_open, row.recs_overdue = counts.count("open") + counts.count("in_progress"), counts.overdue
     return out
 
 
@@ -360,5 +477,5 @@ def supervisor_names(ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["REC_FILTERS", "coverage", "inspections_of", "plan_lines", "rec_facts", "score_facts",
+__all__ = ["REC_FILTERS", "ReportRecommendation", "coverage", "inspections_of", "plan_lines", "rec_facts", "score_facts",
            "supervision_years", "visit_facts"]

@@ -14,7 +14,8 @@ from models import User, db
 from models.consolidation import refresh
 from models.supervision import (AnnualInspection, Recommendation, RecommendationEvent, SupervisionAssignment,
                                 SupervisionVisit, coverage)
-from models.supervision_report import rec_facts, score_facts, supervision_years, visit_facts
+from models.supervision_report import (ReportRecommendation, rec_counts, rec_facts, rec_matches, score_counts,
+                                      score_facts, supervision_years, visit_facts)
 from tests.conftest import PASSWORD
 from tests.test_consolidation import YEAR, _meeting, counted  # noqa: F401 (the hand-counted meetings)
 
@@ -99,6 +100,25 @@ def test_coverage_visits_and_recommendations_are_the_hand_counts(app, org, super
         assert [r.id for r in rec_facts([YEAR], [org.other_cell.id])] == [ids["R3"]]
 
 
+def test_cached_states_follow_new_events(app, org, supervised):
+    """The cached states equal a replay of the events, and a new event moves them at the next refresh."""
+    from models.supervision import add_event
+
+    with app.app_context(), db.connection_context():
+        assert refresh() == "full"
+        live = rec_facts([YEAR])
+        counts = rec_counts([YEAR])[YEAR]
+        for which in ("open", "in_progress", "done", "verified", "overdue", "unverified", "all"):
+            assert counts.count(which) == sum(rec_matches(r, which) for r in live), which
+        rec = Recommendation.get_by_id(supervised["recs"]["R4"])
+        add_event(rec, "verified", "supervisor", User.get(User.username == "btv"))
+        assert rec_counts([YEAR])[YEAR].count("verified") == 1  # not yet refreshed
+        assert refresh() == "incremental"
+        after = rec_counts([YEAR])[YEAR]
+        assert (after.count("verified"), after.count("done"), after.total) == (2, 0, 5)
+        assert ReportRecommendation.select().count() == 6  # five of 2023 and one of 2022
+
+
 def test_score_bands_beside_the_cell_self_score(app, org, supervised):
     """Supervisor 70 (Khá) beside the cell's 85 % (Khá): a 15-point gap; CB02 has no self score."""
     with app.app_context(), db.connection_context():
@@ -110,11 +130,14 @@ def test_score_bands_beside_the_cell_self_score(app, org, supervised):
         assert (one.self_band, one.sup_band) == ("kha", "kha")
         three = found[supervised["v3"]]
         assert (three.self_band, three.sup_band, three.gap.highlighted) == (None, "tot", False)
+        counts = score_counts(YEAR)
+        assert (counts["kha:kha"], counts[":tot"], counts["gap"], counts["all"]) == (1, 1, 1, 2)
 
 
 def test_years_for_the_pack_and_year_on_year(app, org, supervised):
     """Per year: planned, made, signed, cells visited, inspections, recommendations made and closed."""
     with app.app_context(), db.connection_context():
+        refresh()
         per_year = supervision_years([LAST, YEAR])
         y, last = per_year[YEAR], per_year[LAST]
         assert (y.planned, y.made, y.confirmed, y.cells_visited) == (4, 3, 2, 2)
