@@ -16,6 +16,8 @@ changed rule set or sheet triggers a full rebuild. The drill-down views and the 
 the same numbers from the records with the cell pages' functions (`attendance_rate`, `rate_passes`,
 `duration_minutes`, `meeting_flags`, `year_compliance`, `contribution_summary`), so every figure is
 reproducible from the records it counts.
+Supervision's figures are counted from its own tables (models/supervision_report.py); `refresh()` and
+`rebuild()` also keep that module's cache of recommendations' derived states (`ReportRecommendation`).
 `AnnualRating` records the level the committee decided for a cell or a member in a year; it is a
 central-only table (the superior committee decides at central, 366-QĐ/TW), not synced.
 """
