@@ -390,7 +390,7 @@ def report_yoy():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(cells) + PAGE_CELLS - 1) // PAGE_CELLS, 1)
     shown = cells[(min(page, pages) - 1) * PAGE_CELLS: min(page, pages) * PAGE_CELLS]
-    sup_years = supervision_years(years, filters.cell_ids)
+    sup_years = supervision_years(years, filters.cell_ids, planned=False)
     sup_table = Table(f"Giám sát: năm {filters.year} so với {', '.join(map(str, base))}", table.columns,
                       yoy_rows(sup_years, years, base))
     if request.args.get("format") == "csv" and request.args.get("table") == "supervision":

@@ -89,13 +89,6 @@ def visit_facts(years: Iterable[int], cell_ids: list[str] | None = None,
             if d.year in wanted and (months is None or d.month in months)]
 
 
-def _month_range(year: int, months: list[int] | None) -> tuple[dt.date, dt.date]:
-    """First day and the day after the last of consecutive months of a year (all of it for None)."""
-    first = dt.date(year, min(months), 1) if months else dt.date(year, 1, 1)
-    last = dt.date(year, max(months), 1) if months else dt.date(year, 12, 1)
-    return first, dt.date(last.year + last.month // 12, last.month % 12 + 1, 1)
-
-
 @dataclass
 class VisitTotals:
     """A period's visits counted by the database: records, signed records, cells visited."""
@@ -105,13 +98,26 @@ class VisitTotals:
     cells: int = 0
 
 
+def _rolled_visits(year: int, cell_ids: list[str] | None, months: list[int] | None):
+    """Live visits joined to their meeting's rollup row of the year (and months, and cells).
+
+    The rollup has a row for every live meeting, with its year, month and cell, indexed by year: far
+    cheaper than scanning every meeting by date nationally. The report pages refresh it first."""
+    R = _report_meeting()
+    query = (SupervisionVisit.select().join(R, on=(R.meeting_id == SupervisionVisit.meeting))
+             .where(SupervisionVisit.deleted_at.is_null() & (R.year == year)))
+    if months:
+        query = query.where(R.month.in_(months))
+    if cell_ids is not None:
+        query = query.where(R.cell_id.in_(cell_ids) if cell_ids else (R.cell_id == ""))
+    return query, R
+
+
 def visit_totals(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> VisitTotals:
-    """The visits of a year (or of its consecutive months), counted in one query."""
-    first, after = _month_range(year, months)
-    query, _w, _m = _visit_query([year], cell_ids)
-    row = (query.where((Meeting.held_on >= first) & (Meeting.held_on < after))
-           .select(fn.COUNT(SupervisionVisit.id), fn.COUNT(SupervisionVisit.confirmed_at),
-                   fn.COUNT(Meeting.cell.distinct())).tuples().first())
+    """The visits of a year (or of some of its months), counted in one query."""
+    query, R = _rolled_visits(year, cell_ids, months)
+    row = (query.select(fn.COUNT(SupervisionVisit.id), fn.COUNT(SupervisionVisit.confirmed_at),
+                        fn.COUNT(R.cell_id.distinct())).tuples().first())
     return VisitTotals(*(int(v or 0) for v in row)) if row else VisitTotals()
 
 
@@ -362,11 +368,8 @@ def score_counts(year: int, cell_ids: list[str] | None = None, months: list[int]
     The database groups visits by (rule set, self band, self score, supervisor's score): a national
     year has tens of thousands of visits but few distinct groups; each group is judged once by the
     same band_for and ScoreGap as a single visit."""
-    R = _report_meeting()
-    query, _w, _m = _visit_query([year], cell_ids)
-    first, after = _month_range(year, months)
-    groups = (query.join(R, JOIN.LEFT_OUTER, on=(R.meeting_id == Meeting.id))
-              .where(SupervisionVisit.score.is_null(False) & (Meeting.held_on >= first) & (Meeting.held_on < after))
+    query, R = _rolled_visits(year, cell_ids, months)
+    groups = (query.where(SupervisionVisit.score.is_null(False))
               .select(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score, fn.COUNT(SupervisionVisit.id))
               .group_by(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score).tuples())
     bands = _score_bands()
@@ -408,13 +411,13 @@ class SupervisionYear:
     recs_overdue: int = 0
 
 
-def supervision_years(years: list[int], cell_ids: list[str] | None = None,
-                      today: dt.date | None = None) -> dict[int, SupervisionYear]:
+def supervision_years(years: list[int], cell_ids: list[str] | None = None, today: dt.date | None = None,
+                      planned: bool = True) -> dict[int, SupervisionYear]:
     """Each year's figures (planned from the plan, made from the visits, states as of today).
 
     Recommendations come from the cache: call consolidation.refresh() first, as the report pages do."""
     out = {y: SupervisionYear() for y in years}
-    for y in years:
+    for y in years if planned else ():  # year on year shows no plan figures
         by_cell, _people = coverage(y, cell_ids)
         out[y].planned = sum(r.planned for r in by_cell)
     for y in years:
