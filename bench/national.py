@@ -3,7 +3,8 @@
 Generates (with COPY, never the ORM row by row) 5,000 cells × 5 years: a regular meeting every month
 (the middle month of each quarter combined with the thematic one) ≈ 300,000 meetings, ~23 members per
 cell ≈ 7 million roll-call marks, ~5 contributions per meeting and a scored self-assessment sheet per
-meeting; builds the rollup; then times the consolidated dashboard for one year (all cells), a year
+meeting, and supervision (4 plan lines per cell a year, visits, recommendations with their events,
+inspections); builds the rollup; then times the consolidated dashboard for one year (all cells), a year
 against two baseline years, and the five-year pack (XLSX + PDF), and prints `key=value` lines
 (medians of several runs). Targets: dashboard_year_ms < 500, yoy_ms < 500, five_year_pack_s < 5.
 
@@ -14,6 +15,13 @@ Measured on a 2-core machine shared with other work (02/12/2026, full scale, 300
 grow with the number of cells (500 cells: 38 ms and 23 ms) and not with years (500 cells × 10 years:
 42 ms and 24 ms); the pack grows with cells (its per-cell table: 0.6 s at 500, 2.7 s at 5,000); the
 full rebuild grows with meetings and marks.
+With supervision data (02/12/2026, 5,000 cells: 100,000 plan lines, 90,000 visits, 135,000
+recommendations, 270,000 follow-up events, 500 inspections; machine shared and noisy): dashboard_year_ms
+730–830 (75–116 without the supervision panels: coverage ~300, visit totals ~100–200, score bands
+~150–230, recommendations ~15–30 from their cached states), yoy_ms 460–555, five_year_pack_s 4.3–4.9
+(supervision's five years ~2.3 s, mostly coverage per year). Over target: the visit queries read the
+year's meetings (or rollup rows) to place each visit in a year and cell; a cache of visits' year,
+cell and scores kept like report_recommendation would bring them near the recommendations' cost.
 
 Usage: python bench/national.py [--cells 5000] [--years 5] [--runs 5] [--keep]
        (PostgreSQL at CHIBO_BENCH_PG, default postgresql://postgres@127.0.0.1:5432; the database
