@@ -33,9 +33,9 @@ from models.report_export import Table, bar_chart_svg, csv_bytes, fmt, pdf_bytes
 from models.rules import BAND_CODES, BAND_LABELS
 from models.supervision import INSPECTION_STATUSES, SCORE_GAP_POINTS, coverage
 from models.supervision_report import (
-    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, rec_counts, rec_year_rows, score_counts, visit_totals,
-    visit_year_rows, plan_lines, rec_facts, rec_matches, score_facts, score_matches,
-    supervision_years, supervisor_names, visit_facts, yoy_rows,
+    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, plan_lines, rec_counts, rec_facts, rec_matches,
+    rec_year_rows, score_counts, score_facts, score_matches, supervision_years, supervisor_names, visit_facts,
+    visit_totals, visit_year_rows, yoy_rows,
 )
 from models.base import utcnow
 
@@ -363,6 +363,7 @@ def report_supervision(what: str):
     """The supervision records behind a dashboard number (visits, plan lines, recommendations…)."""
     if what not in SUP_DRILLS:
         abort(404)
+    refresh()  # the score list reads each visited meeting's self score from the rollup
     filters, _cells = read_filters()
     table = _sup_table(what, filters)
     if request.args.get("format") == "csv":
