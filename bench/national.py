@@ -3,7 +3,8 @@
 Generates (with COPY, never the ORM row by row) 5,000 cells × 5 years: a regular meeting every month
 (the middle month of each quarter combined with the thematic one) ≈ 300,000 meetings, ~23 members per
 cell ≈ 7 million roll-call marks, ~5 contributions per meeting and a scored self-assessment sheet per
-meeting; builds the rollup; then times the consolidated dashboard for one year (all cells), a year
+meeting, and supervision (4 plan lines per cell a year, visits, recommendations with their events,
+inspections); builds the rollup; then times the consolidated dashboard for one year (all cells), a year
 against two baseline years, and the five-year pack (XLSX + PDF), and prints `key=value` lines
 (medians of several runs). Targets: dashboard_year_ms < 500, yoy_ms < 500, five_year_pack_s < 5.
 
@@ -14,6 +15,13 @@ Measured on a 2-core machine shared with other work (02/12/2026, full scale, 300
 grow with the number of cells (500 cells: 38 ms and 23 ms) and not with years (500 cells × 10 years:
 42 ms and 24 ms); the pack grows with cells (its per-cell table: 0.6 s at 500, 2.7 s at 5,000); the
 full rebuild grows with meetings and marks.
+With supervision data (02/12/2026, 5,000 cells: 100,000 plan lines, 90,000 visits, 135,000
+recommendations, 270,000 follow-up events, 500 inspections; machine shared and noisy): dashboard_year_ms
+730–830 (75–116 without the supervision panels: coverage ~300, visit totals ~100–200, score bands
+~150–230, recommendations ~15–30 from their cached states), yoy_ms 460–555, five_year_pack_s 4.3–4.9
+(supervision's five years ~2.3 s, mostly coverage per year). Over target: the visit queries read the
+year's meetings (or rollup rows) to place each visit in a year and cell; a cache of visits' year,
+cell and scores kept like report_recommendation would bring them near the recommendations' cost.
 
 Usage: python bench/national.py [--cells 5000] [--years 5] [--runs 5] [--keep]
        (PostgreSQL at CHIBO_BENCH_PG, default postgresql://postgres@127.0.0.1:5432; the database
@@ -115,6 +123,12 @@ def generate(cells: int, years: list[int], seed: int = 12) -> dict:
     s2 = TemplateItem.create(version=version.id, section=section.id, position=2, code="S2", text="Đúng trình tự",
                              type="yes_no", points=40)
     publish(version)
+    supervisors = []
+    for i in range(60):  # the accounts sent on visits (made before COPY holds the connection)
+        user = User(username=f"btv{i:02d}", role="supervisor", full_name=f"Ủy viên Ban Thường vụ {i + 1}")
+        user.set_password(PASSWORD)
+        user.save()
+        supervisors.append(user.id)
     raw = db.connection()
     counts = dict.fromkeys(("cells", "members", "meetings", "attendance", "contributions", "answer_sets", "answers"), 0)
     rules = {}
@@ -197,11 +211,57 @@ def generate(cells: int, years: list[int], seed: int = 12) -> dict:
                 an.row(uid(7, 2 * i), uid(6, i), s1.id, str(rng.randint(35, 60)))
                 an.row(uid(7, 2 * i + 1), uid(6, i), s2.id, "true" if rng.random() < 0.9 else "false")
             counts["answers"] = 2 * len(meetings)
+        counts.update(_supervision(cur, rng, cells, years, meetings, supervisors))
         cur.execute("SET session_replication_role = DEFAULT")
         for definition in dropped:
             cur.execute(definition)
         cur.execute("ANALYZE")
     raw.commit()
+    return counts
+
+
+def _supervision(cur, rng, cells: int, years: list[int], meetings: list, supervisors: list[str]) -> dict:
+    """Plan lines (4 per cell-year), visits (90 % of them), 0–3 recommendations per visit with their
+    follow-up events, one inspection per 50 cells a year."""
+    from models.supervision import (AnnualInspection, Recommendation, RecommendationEvent, SupervisionAssignment,
+                                    SupervisionVisit)
+
+    counts = dict.fromkeys(("plan_lines", "visits", "recommendations", "rec_events", "inspections"), 0)
+    lines, visits = Copier(cur, SupervisionAssignment, ["id", "cell_id", "supervisor_id", "year", "month", "source"]), []
+    with lines:
+        for c in range(cells):
+            for yi, y in enumerate(years):
+                for q, month in enumerate((2, 5, 8, 11)):
+                    who = supervisors[(c + q) % len(supervisors)]
+                    lines.row(uid(8, counts["plan_lines"]), uid(1, c), who, y, month, "auto")
+                    counts["plan_lines"] += 1
+                    if rng.random() < 0.9:
+                        meeting_id = meetings[(c * len(years) + yi) * 12 + month - 1][0]
+                        visits.append((meeting_id, who, dt.date(y, month, 1)))
+    with Copier(cur, SupervisionVisit, ["id", "meeting_id", "supervisor_id", "score", "confirmed_at"]) as vc:
+        for n, (meeting_id, who, day) in enumerate(visits):
+            vc.row(uid(9, n), meeting_id, who, rng.randint(50, 100), dt.datetime.combine(day, dt.time(17, 0)))
+        counts["visits"] = len(visits)
+    recs = []
+    with Copier(cur, Recommendation, ["id", "visit_id", "text", "deadline"]) as rc:
+        for n, (_m, _w, day) in enumerate(visits):
+            for _ in range(rng.randint(0, 3)):
+                rc.row(uid(10, len(recs)), uid(9, n), "Khắc phục hạn chế đã nêu", day + dt.timedelta(days=45))
+                recs.append(uid(10, len(recs)))
+        counts["recommendations"] = len(recs)
+    moves = [[], [("in_progress", "cell")], [("done", "cell")], [("done", "cell"), ("verified", "supervisor")]]
+    with Copier(cur, RecommendationEvent, ["id", "recommendation_id", "state", "side", "hlc"]) as ec:
+        n = 0
+        for rec_id in recs:
+            for state, side in [("open", "supervisor")] + rng.choice(moves):
+                ec.row(uid(11, n), rec_id, state, side, f"{n:020d}")
+                n += 1
+        counts["rec_events"] = n
+    with Copier(cur, AnnualInspection, ["id", "cell_id", "year", "status", "conclusion", "done_on"]) as ic:
+        for y in years:
+            for c in range(0, cells, 50):
+                ic.row(uid(12, counts["inspections"]), uid(1, c), y, "done", "Đạt yêu cầu", dt.date(y, 11, 20))
+                counts["inspections"] += 1
     return counts
 
 

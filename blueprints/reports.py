@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import json
 import threading
+from typing import Any, NamedTuple
 
 import click
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, send_file, url_for
@@ -30,6 +31,12 @@ from models.consolidation import (
 from models.meetings import MEETING_KINDS
 from models.report_export import Table, bar_chart_svg, csv_bytes, fmt, pdf_bytes, xlsx_bytes
 from models.rules import BAND_CODES, BAND_LABELS
+from models.supervision import INSPECTION_STATUSES, SCORE_GAP_POINTS, coverage
+from models.supervision_report import (
+    REC_COLUMNS, REC_FILTERS, VISIT_COLUMNS, inspections_of, plan_lines, rec_counts, rec_facts, rec_matches,
+    rec_year_rows, score_counts, score_facts, score_matches, supervision_years, supervisor_names, visit_facts,
+    visit_totals, visit_year_rows, yoy_rows,
+)
 from models.base import utcnow
 
 from .access import readable_cells, role_required
@@ -118,7 +125,106 @@ def supervisor_scores_panel(filters: Filters, m: Metrics) -> dict:
             + [[f"Xếp loại {BAND_LABELS[c]}", m.bands("sup")[c]] for c in BAND_CODES], "drill": "sup_scored"}
 
 
-DASHBOARD_PANELS = [model_meetings_panel, supervisor_scores_panel]
+class Link(NamedTuple):
+    """A panel's number and the page listing the records behind it."""
+
+    value: Any
+    href: str
+
+
+def _sup_url(what: str, filters: Filters, **extra) -> str:
+    """The supervision drill-down page for these filters."""
+    return url_for("reports.report_supervision", what=what, **_query(filters, **extra))
+
+
+def _cell_label(cell_id: str) -> str:
+    """A visible cell's code and name."""
+    cell = _cells_by_id().get(cell_id)
+    return f"{cell.code} — {cell.name}" if cell else cell_id
+
+
+def _cells_by_id() -> dict:
+    """The viewer's cells by id (read once per request)."""
+    if "report_cells_by_id" not in g:
+        g.report_cells_by_id = {c.id: c for c in g.report_cells}
+    return g.report_cells_by_id
+
+
+def supervision_coverage_panel(filters: Filters, m: Metrics) -> dict:
+    """Visits planned vs made per cell and per Standing Committee member (models.supervision.coverage)."""
+    by_cell, by_member = coverage(filters.year, filters.cell_ids, filters.months())
+    visible = _cells_by_id()  # a field node or a secretary never counts cells outside their view
+    by_cell = [r for r in by_cell if r.key in visible]
+    # Cells furthest behind their plan first: what a reader of a national list needs to see.
+    by_cell.sort(key=lambda r: (r.made - r.planned, r.label))
+    rows: list[list] = [["Tất cả chi bộ", Link(sum(r.planned for r in by_cell), _sup_url("planned", filters)),
+                         Link(sum(r.made for r in by_cell), _sup_url("visits", filters))]]
+    rows += [[f"Đ/c {r.label}", Link(r.planned, _sup_url("planned", filters, supervisor=r.key)),
+              Link(r.made, _sup_url("visits", filters, supervisor=r.key))]
+             for r in by_member if r.planned or r.made]
+    # Links only for the rows the dashboard shows (a national list has thousands; its CSV has them all).
+    rows += [[r.label, Link(r.planned, _sup_url("planned", filters, cell=r.key)),
+              Link(r.made, _sup_url("visits", filters, cell=r.key))] if len(rows) + i < PANEL_ROWS
+             else [r.label, r.planned, r.made] for i, r in enumerate(by_cell)]
+    return {"title": "Độ bao phủ giám sát: kế hoạch và thực hiện", "key": "sup_coverage",
+            "columns": ["Chi bộ / Ủy viên Ban Thường vụ", "Kế hoạch", "Đã giám sát"], "rows": rows}
+
+
+def supervision_visits_panel(filters: Filters, m: Metrics) -> dict:
+    """Visits made in the period: records, signed records, cells visited."""
+    t = visit_totals(filters.year, filters.cell_ids, filters.months())
+    return {"title": "Lượt giám sát đã thực hiện", "key": "sup_visits", "columns": ["Chỉ tiêu", "Số liệu"],
+            "rows": [["Lượt giám sát (biên bản đã lập)", Link(t.made, _sup_url("visits", filters))],
+                     ["Biên bản đã ký xác nhận", Link(t.confirmed, _sup_url("visits", filters, confirmed=1))],
+                     ["Chi bộ được giám sát", Link(t.cells, _sup_url("visits", filters))]]}
+
+
+def supervision_recs_panel(filters: Filters, m: Metrics) -> dict:
+    """Recommendations of the period's visits by state derived from their events, and the overdue ones."""
+    counts = rec_counts([filters.year], filters.cell_ids, filters.months())[filters.year]
+    rows = [[label, Link(counts.count(code), _sup_url("recs", filters, state=code))]
+            for code, label in REC_FILTERS.items() if code != "all"]
+    rows.append(["Tổng số kiến nghị", Link(counts.total, _sup_url("recs", filters, state="all"))])
+    return {"title": "Kiến nghị sau giám sát", "key": "sup_recs", "columns": ["Trạng thái", "Số kiến nghị"],
+            "rows": rows}
+
+
+def supervision_inspections_panel(filters: Filters, m: Metrics) -> dict:
+    """The year's annual inspections: cells selected and inspections done."""
+    found = inspections_of([filters.year], filters.cell_ids)
+    rows = [["Chi bộ được chọn kiểm tra", Link(len(found), _sup_url("inspections", filters))]]
+    rows += [[label, Link(sum(i.status == code for i in found), _sup_url("inspections", filters, status=code))]
+             for code, label in INSPECTION_STATUSES.items()]
+    return {"title": f"Kiểm tra chất lượng sinh hoạt năm {filters.year}", "key": "sup_inspections",
+            "columns": ["Chỉ tiêu", "Số chi bộ"], "rows": rows}
+
+
+def supervision_scores_panel(filters: Filters, m: Metrics) -> dict:
+    """Visits scored by the supervisor: band of the cell's self score against band of the supervisor's."""
+    counts = score_counts(filters.year, filters.cell_ids, filters.months())
+    codes = list(BAND_CODES) + [""]
+    names = {**BAND_LABELS, "": "Chưa xếp loại"}
+    rows = []
+    for own in codes:
+        row: list = [names[own]]
+        for sup in codes:
+            pair = f"{own}:{sup}"
+            row.append(Link(counts[pair], _sup_url("scores", filters, band=pair)))
+        rows.append(row)
+    rows.append([f"Lượt chênh lệch từ {fmt(SCORE_GAP_POINTS, 0)} điểm trở lên",
+                 Link(counts["gap"], _sup_url("scores", filters, band="gap"))]
+                + [""] * (len(codes) - 1))
+    rows.append(["Lượt có điểm của người giám sát", Link(counts["all"], _sup_url("scores", filters, band="all"))]
+                + [""] * (len(codes) - 1))
+    return {"title": "Điểm người giám sát so với điểm chi bộ tự chấm", "key": "sup_scores", "wide": True,
+            "note": "Hàng: xếp loại chi bộ tự chấm; cột: xếp loại theo điểm người giám sát (cùng bộ quy tắc của buổi).",
+            "columns": ["Chi bộ tự chấm \\ Người giám sát chấm"] + [names[c] for c in codes], "rows": rows}
+
+
+DASHBOARD_PANELS = [model_meetings_panel, supervisor_scores_panel, supervision_coverage_panel,
+                    supervision_visits_panel, supervision_recs_panel, supervision_inspections_panel,
+                    supervision_scores_panel]
+PANEL_ROWS = 25  # rows a dashboard panel shows; its CSV has them all
 
 
 @bp.route("/")
@@ -154,7 +260,7 @@ def report_dashboard():
         "reports/dashboard.html", filters=filters, cells=shown, all_cells=all_cells, total=total,
         metric_rows=METRIC_ROWS, matrix=matrix, states=MATRIX_STATES, totals_by_month=totals_by_month,
         chart=chart, band_chart=band_chart, panels=panels, page=page, pages=pages, kinds=MEETING_KINDS,
-        query=_query, fmt=fmt, band_labels=BAND_LABELS, band_codes=BAND_CODES, today=today,
+        query=_query, fmt=fmt, band_labels=BAND_LABELS, band_codes=BAND_CODES, today=today, panel_rows=PANEL_ROWS,
         cell_arg=_cell_arg(), cell_count=len(cells))
 
 
@@ -191,6 +297,86 @@ def _meetings_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+SUP_DRILLS = {"visits": "Lượt giám sát", "planned": "Lượt giám sát theo kế hoạch", "recs": "Kiến nghị sau giám sát",
+              "inspections": "Chi bộ được chọn kiểm tra", "scores": "Điểm người giám sát và điểm chi bộ tự chấm"}
+
+
+def _sup_table(what: str, filters: Filters) -> Table:
+    """The supervision records behind one dashboard number, as a table whose cells may be links."""
+    months = filters.months()
+    supervisor = request.args.get("supervisor") or None
+    if what == "planned":
+        lines = plan_lines(filters.year, filters.cell_ids, months, supervisor)
+        names = supervisor_names(line.supervisor_id for line in lines)
+        return Table(SUP_DRILLS[what], ["Tháng", "Chi bộ", "Người giám sát", "Ngày dự kiến"],
+                     [[f"{line.month}/{line.year}",
+                       Link(_cell_label(line.cell_id), url_for("supervision.cell_view", cell_id=line.cell_id,
+                                                               year=line.year)),
+                       names.get(line.supervisor_id, ""), line.planned_on] for line in lines
+                      if line.cell_id in _cells_by_id()])
+    if what == "visits":
+        visits = [v for v in visit_facts([filters.year], filters.cell_ids, months)
+                  if (not supervisor or v.supervisor_id == supervisor)
+                  and (not request.args.get("confirmed") or v.confirmed)]
+        names = supervisor_names(v.supervisor_id for v in visits)
+        return Table(SUP_DRILLS[what], ["Ngày họp", "Chi bộ", "Người giám sát", "Điểm giám sát", "Đã ký"],
+                     [[Link(v.held_on, url_for("supervision.visit_page", meeting_id=v.meeting_id)),
+                       _cell_label(v.cell_id), names.get(v.supervisor_id, ""), v.score,
+                       "Đã ký" if v.confirmed else "Chưa ký"] for v in visits])
+    if what == "recs":
+        state = request.args.get("state", "all")
+        if state not in REC_FILTERS:
+            abort(404)
+        recs = [r for r in rec_facts([filters.year], filters.cell_ids, months, text=True) if rec_matches(r, state)]
+        return Table(f"{SUP_DRILLS[what]}: {REC_FILTERS[state].lower()}",
+                     ["Ngày giám sát", "Chi bộ", "Kiến nghị", "Thời hạn", "Trạng thái", "Quá hạn"],
+                     [[Link(r.held_on, url_for("supervision.visit_page", meeting_id=r.meeting_id) + "#kien-nghi"),
+                       _cell_label(r.cell_id), r.text, r.deadline, REC_FILTERS[r.state],
+                       "Quá hạn" if r.overdue else ""] for r in recs])
+    if what == "inspections":
+        status = request.args.get("status", "")
+        if status and status not in INSPECTION_STATUSES:
+            abort(404)
+        found = [i for i in inspections_of([filters.year], filters.cell_ids) if not status or i.status == status]
+        return Table(SUP_DRILLS[what], ["Năm", "Chi bộ", "Trạng thái", "Ngày dự kiến", "Ngày kiểm tra", "Đoàn kiểm tra"],
+                     [[i.year, Link(_cell_label(i.cell_id), url_for("supervision.inspection_view", inspection_id=i.id)),
+                       INSPECTION_STATUSES.get(i.status, i.status), i.planned_on, i.done_on, i.inspectors]
+                      for i in found])
+    band = request.args.get("band", "all")
+    found = [f for f in score_facts(filters.year, filters.cell_ids, months) if score_matches(f, band)]
+    return Table(SUP_DRILLS["scores"], ["Ngày họp", "Chi bộ", "Chi bộ tự chấm (%)", "Xếp loại tự chấm",
+                                        "Người giám sát chấm (%)", "Xếp loại giám sát", "Chênh lệch (điểm)"],
+                 [[Link(f.visit.held_on, url_for("supervision.visit_page", meeting_id=f.visit.meeting_id)),
+                   _cell_label(f.visit.cell_id), f.gap.cell, BAND_LABELS.get(f.self_band or "", ""), f.gap.supervisor,
+                   BAND_LABELS.get(f.sup_band or "", ""), f.gap.difference] for f in found])
+
+
+def _plain(table: Table) -> Table:
+    """The table with its links replaced by their values (for CSV)."""
+    return Table(table.title, table.columns, [[v.value if isinstance(v, Link) else v for v in row]
+                                              for row in table.rows])
+
+
+@bp.route("/supervision/<what>")
+@role_required(*READERS)
+def report_supervision(what: str):
+    """The supervision records behind a dashboard number (visits, plan lines, recommendations…)."""
+    if what not in SUP_DRILLS:
+        abort(404)
+    refresh()  # the score list reads each visited meeting's self score from the rollup
+    filters, _cells = read_filters()
+    table = _sup_table(what, filters)
+    if request.args.get("format") == "csv":
+        return _csv(_plain(table), f"giam-sat-{what}-{filters.year}")
+    page = max(request.args.get("page", 1, type=int) or 1, 1)
+    pages = max((len(table.rows) + PAGE_CELLS - 1) // PAGE_CELLS, 1)
+    page = min(page, pages)
+    extra = {k: request.args[k] for k in ("supervisor", "state", "status", "band", "confirmed") if request.args.get(k)}
+    return render_template("reports/supervision.html", what=what, table=table, count=len(table.rows),
+                           rows=table.rows[(page - 1) * PAGE_CELLS: page * PAGE_CELLS], page=page, pages=pages,
+                           filters=filters, query=_query, extra=extra, fmt=fmt, kinds=MEETING_KINDS)
+
+
 @bp.route("/yoy")
 @role_required(*READERS)
 def report_yoy():
@@ -205,6 +391,11 @@ def report_yoy():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     pages = max((len(cells) + PAGE_CELLS - 1) // PAGE_CELLS, 1)
     shown = cells[(min(page, pages) - 1) * PAGE_CELLS: min(page, pages) * PAGE_CELLS]
+    sup_years = supervision_years(years, filters.cell_ids, planned=False)
+    sup_table = Table(f"Giám sát: năm {filters.year} so với {', '.join(map(str, base))}", table.columns,
+                      yoy_rows(sup_years, years, base))
+    if request.args.get("format") == "csv" and request.args.get("table") == "supervision":
+        return _csv(sup_table, f"so-sanh-giam-sat-{filters.year}")
     per_cell = {}
     if shown:
         sub = Filters(year=filters.year, quarter=filters.quarter, month=filters.month, cell_ids=[c.id for c in shown],
@@ -229,8 +420,14 @@ def report_yoy():
                              [("Tự phê bình, phê bình", [per_year[y].criticism if y in per_year else None for y in years])],
                              maximum=max([1] + [per_year[y].criticism for y in years if y in per_year]), unit="",
                              highlight={str(b) for b in base})),
+        Markup(bar_chart_svg("Lượt giám sát và kiến nghị đã kiểm chứng", labels,
+                             [("Lượt giám sát", [sup_years[y].made for y in years]),
+                              ("Kiến nghị đã kiểm chứng", [sup_years[y].recs_verified for y in years])],
+                             maximum=max([1] + [max(sup_years[y].made, sup_years[y].recs_verified) for y in years]),
+                             unit="", highlight={str(b) for b in base})),
     ]
     return render_template("reports/yoy.html", filters=filters, base=base, years=years, table=table,
+                           sup_table=sup_table,
                            cell_table=cell_table, charts=charts, query=_query, fmt=fmt, kinds=MEETING_KINDS,
                            all_cells=g.report_cells, cell_arg=_cell_arg(), page=min(page, pages),
                            pages=pages)
@@ -257,6 +454,16 @@ def report_csv():
     if which == "matrix":
         return _csv(matrix_table(cells, compliance_matrix(cells, filters.year, dt.date.today()), filters.year),
                     f"ma-tran-{filters.year}")
+    panel = next((p for p in (f(filters, total) for f in DASHBOARD_PANELS) if p and p.get("key") == which), None)
+    if panel:
+        return _csv(_plain(Table(f"{panel['title']} năm {filters.year}", panel["columns"], panel["rows"])),
+                    f"{which.replace('_', '-')}-{filters.year}")
+    if which == "sup_years":
+        years = pack_years(filters.year)
+        per_year = supervision_years(years, filters.cell_ids)
+        rows = [a + b[1:] for a, b in zip(visit_year_rows(per_year, years), rec_year_rows(per_year, years))]
+        return _csv(Table(f"Giám sát, kiểm tra và kiến nghị {years[0]}–{years[-1]}",
+                          VISIT_COLUMNS + REC_COLUMNS[1:], rows), f"giam-sat-5-nam-{filters.year}")
     if which == "months":
         by_month = metrics(filters, group_by=("month",))
         table = Table(f"Theo tháng năm {filters.year}", ["Tháng"] + [label for label, *_ in METRIC_ROWS])

@@ -32,6 +32,7 @@ from .sync_state import AppliedBatch, Conflict, DeadLetter
 from .supervision import (AnnualInspection, ModelMeeting, ModelMeetingObserver, Recommendation,
                           RecommendationEvent, SupervisionAssignment, SupervisionVisit)
 from .consolidation import AnnualRating, ReportCellYear, ReportJob, ReportMeeting, ReportMonth, ReportState
+from .supervision_report import ReportRecommendation
 from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
@@ -43,7 +44,7 @@ ALL_MODELS = [
     # Supervision (issue 11): plan, visits, recommendations and their events, inspections, model meetings.
     SupervisionAssignment, SupervisionVisit, Recommendation, RecommendationEvent, AnnualInspection,
     ModelMeeting, ModelMeetingObserver,
-    ReportMeeting, ReportCellYear, ReportMonth, ReportState, ReportJob, AnnualRating,
+    ReportMeeting, ReportCellYear, ReportMonth, ReportState, ReportJob, AnnualRating, ReportRecommendation,
 ]
 
 SQLITE_PRAGMAS = {

@@ -16,6 +16,8 @@ changed rule set or sheet triggers a full rebuild. The drill-down views and the 
 the same numbers from the records with the cell pages' functions (`attendance_rate`, `rate_passes`,
 `duration_minutes`, `meeting_flags`, `year_compliance`, `contribution_summary`), so every figure is
 reproducible from the records it counts.
+Supervision's figures are counted from its own tables (models/supervision_report.py); `refresh()` and
+`rebuild()` also keep that module's cache of recommendations' derived states (`ReportRecommendation`).
 `AnnualRating` records the level the committee decided for a cell or a member in a year; it is a
 central-only table (the superior committee decides at central, 366-QĐ/TW), not synced.
 """
@@ -374,9 +376,18 @@ def rebuild() -> int:
         _scores(None)
         _summarise(None)
         _summarise_months(None)
+        _recommendations().rebuild_recommendations()
+        _set_state("recommendations", "1")
         _set_state("seq", str(top))
         _set_state("generation", _generation())
     return ReportMeeting.select().count()
+
+
+def _recommendations():
+    """models.supervision_report, where recommendations' derived states are cached (imported late)."""
+    from . import supervision_report
+
+    return supervision_report
 
 
 def affected_meetings(changes: Iterable[tuple[str, str]]) -> set[str] | None:
@@ -480,8 +491,9 @@ def refresh(full: bool = False) -> str:
     top = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
     if not full and last is not None and int(last) == top and generation == _generation():
         return "none"
+    # A database from before the recommendation cache existed fills it with one full rebuild.
     if full or last is None or int(last) > top or generation != _generation() \
-            or top - int(last) > INCREMENTAL_LIMIT:
+            or top - int(last) > INCREMENTAL_LIMIT or _state("recommendations") is None:
         rebuild()
         return "full"
     with write_transaction():
@@ -490,14 +502,16 @@ def refresh(full: bool = False) -> str:
         top = ChangeLog.select(fn.MAX(ChangeLog.seq)).scalar() or 0
         if last >= top:
             return "none"
-        changes = (ChangeLog.select(ChangeLog.table, ChangeLog.record_id)
-                   .where((ChangeLog.seq > last) & (ChangeLog.seq <= top)).tuples())
+        changes = list(ChangeLog.select(ChangeLog.table, ChangeLog.record_id)
+                       .where((ChangeLog.seq > last) & (ChangeLog.seq <= top)).tuples())
         meetings = affected_meetings(changes)
         if meetings is None:
             full_needed = True
         else:
             full_needed = False
             recompute(meetings)
+            recs = _recommendations()
+            recs.recompute_recommendations(recs.affected_recommendations(changes))
             _set_state("seq", str(top))
     if full_needed:
         rebuild()
@@ -1175,10 +1189,36 @@ def supervisor_score_panel(pack: Pack) -> dict:
             "rows": rows}
 
 
+def _supervision_years(pack: Pack):
+    """The pack's supervision figures per year (computed once, kept on the pack)."""
+    from .supervision_report import supervision_years
+
+    if not hasattr(pack, "_supervision"):
+        ids = [c.id for c in pack.cells] if cell_ids_needed(pack.cells) else None
+        pack._supervision = supervision_years(pack.years, ids)
+    return pack._supervision
+
+
+def supervision_visits_panel(pack: Pack) -> dict:
+    """Supervision visits planned and made, and annual inspections, per year (models.supervision_report)."""
+    from .supervision_report import VISIT_COLUMNS, visit_year_rows
+
+    return {"title": "Giám sát sinh hoạt chi bộ và kiểm tra hằng năm", "columns": VISIT_COLUMNS,
+            "rows": visit_year_rows(_supervision_years(pack), pack.years)}
+
+
+def supervision_recs_panel(pack: Pack) -> dict:
+    """Recommendations made at each year's visits and how many are closed (verified), as of today."""
+    from .supervision_report import REC_COLUMNS, rec_year_rows
+
+    return {"title": "Kiến nghị sau giám sát và kết quả khắc phục", "columns": REC_COLUMNS,
+            "rows": rec_year_rows(_supervision_years(pack), pack.years)}
+
+
 # Sections of the pack (and of the dashboard) that other features add: each takes the pack and returns
-# {"title", "columns", "rows"} or None. The supervision feature appends visits, inspections and
-# recommendations here.
-PACK_PANELS: list[Callable[[Pack], dict | None]] = [model_meeting_panel, supervisor_score_panel]
+# {"title", "columns", "rows"} or None. Supervision's come from its own small tables, not the rollup.
+PACK_PANELS: list[Callable[[Pack], dict | None]] = [model_meeting_panel, supervisor_score_panel,
+                                                    supervision_visits_panel, supervision_recs_panel]
 
 
 # -- the tables every page, CSV, XLSX and PDF shows --------------------------------------------------

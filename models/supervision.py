@@ -26,7 +26,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from peewee import BooleanField, CharField, DateField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
+from peewee import BooleanField, CharField, DateField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField, fn
 
 from .base import SyncedModel, ValidationError, db, register, utcnow, write_transaction
 from .checklists import AnswerSet, ChecklistTemplate, TemplateVersion, answer_set_for, set_answer, version_items
@@ -740,18 +740,43 @@ class CoverageRow:
     made: int = 0
 
 
-def coverage(year: int) -> tuple[list[CoverageRow], list[CoverageRow]]:
-    """Planned vs made visits per cell and per supervisor for a year (made: a visit record exists)."""
-    cells = {c.id: CoverageRow(c.id, f"{c.code} — {c.name}") for c in Cell.live().order_by(Cell.code)}
+def coverage(year: int, cell_ids: list[str] | None = None,
+             months: list[int] | None = None) -> tuple[list[CoverageRow], list[CoverageRow]]:
+    """Planned vs made visits per cell and per supervisor for a year (made: a visit record exists).
+
+    Optionally only some cells (None: all) and consecutive months (a plan line's month, a visit's meeting month).
+    Counted by the database, grouped by cell and visitor: a national plan has tens of thousands of lines.
+    """
+    wanted = set(cell_ids) if cell_ids is not None else None
+    cells = {c.id: CoverageRow(c.id, f"{c.code} — {c.name}")
+             for c in Cell.live().select(Cell.id, Cell.code, Cell.name).order_by(Cell.code)
+             if wanted is None or c.id in wanted}
     people = {u.id: CoverageRow(u.id, u.full_name or u.username) for u in supervisors()}
-    for line in plan_of_year(year):
-        if line.cell_id in cells:
-            cells[line.cell_id].planned += 1
-        people.setdefault(line.supervisor_id, CoverageRow(line.supervisor_id, line.supervisor.full_name)).planned += 1
-    for visit in visits_of_year(year):
-        if visit.meeting.cell_id in cells:
-            cells[visit.meeting.cell_id].made += 1
-        people.setdefault(visit.supervisor_id, CoverageRow(visit.supervisor_id, visit.supervisor.full_name)).made += 1
+    A, V = SupervisionAssignment, SupervisionVisit
+    plan = (A.select(A.cell, A.supervisor, fn.COUNT(A.id)).where(A.deleted_at.is_null() & (A.year == year))
+            .group_by(A.cell, A.supervisor))
+    first = dt.date(year, min(months), 1) if months else dt.date(year, 1, 1)
+    last = dt.date(year, max(months), 1) if months else dt.date(year, 12, 1)
+    after = dt.date(last.year + last.month // 12, last.month % 12 + 1, 1)
+    made = (V.select(Meeting.cell, V.supervisor, fn.COUNT(V.id)).join(Meeting)
+            .where(V.deleted_at.is_null() & Meeting.deleted_at.is_null()
+                   & (Meeting.held_on >= first) & (Meeting.held_on < after))
+            .group_by(Meeting.cell, V.supervisor))
+    if months:  # the filters' months are a month or a quarter: one range of dates
+        plan = plan.where(A.month.in_(months))
+    counted = [("planned", plan), ("made", made)]
+    names: dict[str, str] = {}
+    for attr, query in counted:
+        for cell_id, user_id, n in query.tuples():
+            if cell_id not in cells:
+                continue
+            if user_id not in people:  # a former supervisor still counts; names read once
+                if not names:
+                    names = {u.id: u.full_name or u.username
+                             for u in User.select(User.id, User.full_name, User.username)}
+                people[user_id] = CoverageRow(user_id, names.get(user_id, ""))
+            setattr(cells[cell_id], attr, getattr(cells[cell_id], attr) + n)
+            setattr(people[user_id], attr, getattr(people[user_id], attr) + n)
     return list(cells.values()), list(people.values())
 
 

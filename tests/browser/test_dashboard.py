@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.test_members_tablet import login, no_horizontal_scroll
 from tests.test_consolidation import YEAR, counted  # noqa: F401 (the hand-counted fixture)
+from tests.test_consolidation_supervision import supervised  # noqa: F401 (the hand-counted supervision)
 
 
 def test_dashboard_on_a_tablet_and_drill_down(page: Page, live_server, org, counted):  # noqa: F811
@@ -50,3 +51,20 @@ def test_five_year_pack_progress_and_download(page: Page, live_server, org, coun
     year_row = next(r for r in rows if r[0] == YEAR)
     assert year_row[2] == 3 and year_row[3] == 21  # 3 regular meetings held; CB01 misses 10 months, CB02 11
     assert any("Từng chi bộ" in sheet.title for sheet in book.worksheets)
+
+
+def test_supervision_panels_drill_down_on_a_tablet(page: Page, live_server, org, supervised):  # noqa: F811
+    """The overdue recommendations number opens the two overdue ones; the wide band table scrolls in its card."""
+    login(page, live_server, "admin")
+    page.goto(f"{live_server}/reports/?year={YEAR}")
+    recs = page.locator('[data-panel="sup_recs"]')
+    expect(recs.get_by_role("row", name="Quá hạn chưa khắc phục")).to_contain_text("2")
+    expect(page.locator('[data-panel="sup_coverage"]').get_by_role("row", name="Tất cả chi bộ")).to_contain_text("4")
+    assert no_horizontal_scroll(page)
+    link = recs.get_by_role("row", name="Quá hạn chưa khắc phục").get_by_role("link")
+    box = link.bounding_box()
+    assert box["height"] >= 44 and box["width"] >= 44
+    link.tap()
+    expect(page.get_by_test_id("drill-count")).to_contain_text("2 dòng")
+    expect(page.get_by_test_id("sup-drill")).to_contain_text("28/02/2023")
+    assert no_horizontal_scroll(page)
