@@ -215,7 +215,17 @@ def lookup_row(model, record_id: Any) -> dict[str, Any] | None:
     return model.select().where(model._meta.primary_key == record_id).dicts().first()
 
 
+def peek_row(model, record_id: Any) -> dict[str, Any] | None:
+    """`lookup_row` for a caller that only reads the row: the cached row itself, not a copy (never mutate it)."""
+    if record_id is None:
+        return None
+    cache = _active.get()
+    if cache is not None:
+        return cache.get(model, record_id)
+    return model.select().where(model._meta.primary_key == record_id).dicts().first()
+
+
 def lookup(model, record_id: Any, name: str) -> Any:
     """One field of a row (None when the row is missing)."""
-    row = lookup_row(model, record_id)
+    row = peek_row(model, record_id)
     return None if row is None else row.get(name)
