@@ -186,14 +186,13 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
     if pusher is not None and _policy is not None:
-        before = _as_record(model, current)
         try:
             # The policy judges what really changes: columns whose value differs (creation time is
             # bookkeeping: the same roll-call mark made at two places was created at two moments).
             changed = set(applied) if current is None else {
                 c for c in applied if c != "created_at"
                 and _to_json(current.get(by_column[c].name)) != _to_json(merged.__data__.get(by_column[c].name))}
-            _policy.check_remote_change(pusher, model, before, merged, changed)
+            _policy.check_remote_change(pusher, model, current, merged, changed)  # the row as it is stored
         except ValueError as exc:
             raise SetAside("policy", str(exc)[:300]) from None
     _record_found(found, outcome)
