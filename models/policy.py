@@ -335,7 +335,10 @@ def changed_columns(model: type[SyncedModel], current: Any, merged: Any) -> set[
 
 def row_of(model: type[SyncedModel], record: Any) -> dict[str, Any]:
     """A record (model instance, or a dict keyed by field or column name) as {column: value}."""
-    data = record.__data__ if isinstance(record, SyncedModel) else record  # only read
+    if isinstance(record, SyncedModel):
+        data = record.__data__
+    else:
+        data = record if isinstance(record, dict) else dict(record)  # only read: no copy of a dict
     out = {}
     for name, column in _names_and_columns(model):
         value = data[name] if name in data else data.get(column)
