@@ -146,7 +146,69 @@ META_COLUMNS = ("id", "owner", "hlc", "stamps", "updated_at")
 
 def data_columns(model: type["SyncedModel"]) -> list[str]:
     """The columns of a synced model that merge per column (tombstone and creation time included)."""
-    return [f.column_name for f in model._meta.sorted_fields if f.column_name not in META_COLUMNS]
+    return list(model_spec(model).columns)
+
+
+class ModelSpec:
+    """What the sync engine reads about a model on every change, worked out once (issue 10: speed).
+
+    Read-only by convention: callers never mutate these lists and maps. Rebuilt when the model's
+    fields change (`model_spec` compares the `sorted_fields` list it was built from).
+    """
+
+    __slots__ = ("model", "fields", "by_column", "all_columns", "columns", "column_set", "names",
+                 "required_new", "defaults", "wire", "fks", "scoped_fks", "plain_init")
+
+    def __init__(self, model):
+        """Work out the spec of `model` from its current fields."""
+        self.model = model
+        self.fields = model._meta.sorted_fields
+        self.by_column = {f.column_name: f for f in self.fields}
+        self.all_columns = frozenset(self.by_column)
+        self.columns = tuple(f.column_name for f in self.fields if f.column_name not in META_COLUMNS)
+        self.column_set = frozenset(self.columns)
+        self.names = tuple(self.by_column[c].name for c in self.columns)
+        self.required_new = tuple(c for c in self.columns
+                                  if not self.by_column[c].null and self.by_column[c].default is None)
+        self.defaults = tuple((self.by_column[c].name, self.by_column[c].default) for c in self.columns)
+        # from_wire's per-column converters, in column order (errors are reported in that order).
+        self.wire = tuple((column, field, field.name, _converter(field), field.null or field.default is not None)
+                          for column, field in self.by_column.items())
+        self.fks = tuple(f for f in self.fields if isinstance(f, ForeignKeyField))
+        self.scoped_fks = tuple(f for f in self.fks
+                                if getattr(f.rel_model, "sync_scope", None) is not SyncedModel.sync_scope)
+        # A model without its own constructor can be made straight from a row (see `as_record`).
+        self.plain_init = all("__init__" not in vars(k) for k in model.__mro__
+                              if k is not SyncedModel and issubclass(k, SyncedModel))
+
+
+_SPECS: dict[type, ModelSpec] = {}
+
+
+def model_spec(model) -> ModelSpec:
+    """The cached `ModelSpec` of a model."""
+    spec = _SPECS.get(model)
+    if spec is None or spec.fields is not model._meta.sorted_fields:
+        spec = _SPECS[model] = ModelSpec(model)
+    return spec
+
+
+def as_record(model, data: dict[str, Any]):
+    """A stored record as an instance whose __data__ is `data` itself (the caller hands it over).
+
+    The same as `model(__no_default__=True)` then `__data__.update(data)`, `_is_new = False`, without
+    the constructor's work when the model has no constructor of its own.
+    """
+    if model_spec(model).plain_init:
+        record = object.__new__(model)
+        record.__data__ = data
+        record._dirty = set()
+        record.__rel__ = {}
+    else:
+        record = model(__no_default__=True)
+        record.__data__.update(data)
+    record._is_new = False
+    return record
 
 
 def column_stamps(hlc: str, stamps_json: str, columns: list[str]) -> dict[str, str]:
@@ -163,9 +225,12 @@ def sparse_stamps(full: dict[str, str], hlc: str) -> str:
     one older stamp (a record created once and edited in one column), that stamp is given under the
     key "" and only the other columns are listed.
     """
+    for s in full.values():
+        if s != hlc:
+            break
+    else:
+        return ""  # every column has the row's newest stamp (the common case: said without sorting)
     older = {c: s for c, s in sorted(full.items()) if s != hlc}
-    if not older:
-        return ""
     common = max(set(older.values()), key=list(older.values()).count)
     compact = {"": common, **{c: s for c, s in sorted(full.items()) if s != common}}
     chosen = compact if len(compact) < len(older) else older
@@ -385,19 +450,19 @@ class SyncedModel(BaseModel):
         """
         if not isinstance(data, dict):
             raise ValidationError({"payload": "dữ liệu bản ghi phải là một đối tượng JSON"})
-        by_column = {f.column_name: f for f in cls._meta.sorted_fields}
-        unknown = sorted(set(data) - set(by_column))
-        if unknown:
+        spec = model_spec(cls)
+        if not spec.all_columns.issuperset(data):
+            unknown = sorted(set(data) - spec.all_columns)
             raise ValidationError({"payload": f"trường không tồn tại: {', '.join(unknown)[:200]}"})
         values, errors = {}, {}
-        for column, field in by_column.items():
+        for column, _field, name, convert, optional in spec.wire:
             if column not in data:
-                if partial or field.null or field.default is not None:
+                if partial or optional:
                     continue
                 errors[column] = "thiếu giá trị"
                 continue
             try:
-                values[field.name] = _from_json(field, data[column])
+                values[name] = convert(data[column])
             except (TypeError, ValueError, OverflowError):
                 errors[column] = f"giá trị không hợp lệ: {_short(data[column])}"
         if errors:
@@ -530,3 +595,43 @@ def _from_json(field, value: Any) -> Any:
             raise ValueError
         return value
     return value
+
+
+def _converter(field) -> Any:
+    """`_from_json` for one field, with the choice of branch made once (what `from_wire` calls per value)."""
+    null = field.null
+
+    def none_or(convert):
+        def checked(value):
+            if value is None:
+                if not null:
+                    raise ValueError("null")
+                return None
+            return convert(value)
+        return checked
+
+    if isinstance(field, DateTimeField):
+        return none_or(dt.datetime.fromisoformat)
+    if isinstance(field, DateField):
+        return none_or(dt.date.fromisoformat)
+    if isinstance(field, TimeField):
+        return none_or(dt.time.fromisoformat)
+    if isinstance(field, (BooleanField, IntegerField, FloatField, CharField, TextField, ForeignKeyField)):
+        if isinstance(field, (CharField, TextField, ForeignKeyField)) and not isinstance(
+                field, (BooleanField, IntegerField, FloatField)):
+            limit = getattr(field.rel_field if isinstance(field, ForeignKeyField) else field, "max_length", None)
+
+            def text(value):
+                if value is None:
+                    if not null:
+                        raise ValueError("null")
+                    return None
+                if not isinstance(value, str):
+                    raise TypeError
+                if limit and len(value) > limit:
+                    raise ValueError
+                if "\x00" in value or (not value.isascii() and not _utf8(value)):
+                    raise ValueError
+                return value
+            return text
+    return lambda value: _from_json(field, value)

@@ -14,7 +14,7 @@ from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextFiel
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell
 from .org import Cell, cell_node
-from .rowcache import active, lookup, lookup_row
+from .rowcache import active, lookup, lookup_row, peek_row
 from .rules import RuleSet, rule_set_for
 
 MEETING_KINDS = {
@@ -156,7 +156,7 @@ def duration_minutes(meeting: "Meeting") -> float | None:
 def meeting_node(meeting_id: str) -> str:
     """The node holding a meeting's cell (raw SQL: it runs on every write of a meeting's records)."""
     if active() is not None:  # a batch being applied: its cache knows the meeting, even one it just wrote
-        row = lookup_row(Meeting, meeting_id)
+        row = peek_row(Meeting, meeting_id)  # read only
         if row is None:
             raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
         return cell_node(row["cell"])

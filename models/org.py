@@ -9,7 +9,7 @@ from __future__ import annotations
 from peewee import CharField, DateField, ForeignKeyField, IntegerField
 
 from .base import SyncedModel, ValidationError, register
-from .rowcache import active, lookup_row
+from .rowcache import active, peek_row
 
 ORG_LEVELS = {"dang_bo_co_so": "Đảng bộ cơ sở", "trung_gian": "Cấp trung gian"}
 
@@ -29,7 +29,7 @@ CENTRAL_NODE = "central"
 def cell_node(cell_id: str) -> str:
     """The node holding a cell (raw SQL: this runs on every synced write of a cell's records)."""
     if active() is not None:  # a batch being applied: its cache knows the cell, even one it just wrote
-        row = lookup_row(Cell, cell_id)
+        row = peek_row(Cell, cell_id)  # read only
         if row is None:
             raise ValidationError({"cell": "Chi bộ không tồn tại."})
         return row["node_id"]

@@ -304,7 +304,7 @@ POLICIES: dict[str, TablePolicy] = {
 
 # -- the checks ------------------------------------------------------------------------------------
 
-def check_remote_change(node_id: str, model: type[SyncedModel], current: SyncedModel | None,
+def check_remote_change(node_id: str, model: type[SyncedModel], current: SyncedModel | dict | None,
                         merged: SyncedModel, changed_columns: set[str]) -> None:
     """Central: refuse (PolicyViolation) a change pushed by `node_id` that its policy does not allow."""
     before = row_of(model, current) if current is not None else None
@@ -338,12 +338,24 @@ def row_of(model: type[SyncedModel], record: Any) -> dict[str, Any]:
     if isinstance(record, SyncedModel):
         data = record.__data__
     else:
-        data = dict(record)
+        data = record if isinstance(record, dict) else dict(record)  # only read: no copy of a dict
     out = {}
-    for f in model._meta.sorted_fields:
-        value = data[f.name] if f.name in data else data.get(f.column_name)
-        out[f.column_name] = getattr(value, "id", value) if isinstance(value, SyncedModel) else value
+    for name, column in _names_and_columns(model):
+        value = data[name] if name in data else data.get(column)
+        out[column] = getattr(value, "id", value) if isinstance(value, SyncedModel) else value
     return out
+
+
+_NAMES: dict[type, tuple] = {}
+
+
+def _names_and_columns(model: type[SyncedModel]) -> tuple[tuple[str, str], ...]:
+    """(field name, column name) of every field of the model, in order (worked out once per field list)."""
+    fields = model._meta.sorted_fields
+    known = _NAMES.get(model)
+    if known is None or known[0] is not fields:
+        known = _NAMES[model] = (fields, tuple((f.name, f.column_name) for f in fields))
+    return known[1]
 
 
 def _check(c: Change) -> None:

@@ -27,6 +27,9 @@ from typing import Any, Iterable, Iterator
 _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "BEGIN", "PRAGMA")
 _CHUNK = 400  # ids per IN (...) list, below SQLite's limit on bound variables
 
+# One encoder for every buffered change-log payload (json.dumps with these options makes a new one per call).
+_ENCODE_PAYLOAD = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
 _active: ContextVar["RowCache | None"] = ContextVar("rowcache", default=None)
 
 
@@ -150,11 +153,11 @@ class RowCache:
                                      for i, row in self.updates[table].items()])
         if self.log_rows:
             created = ChangeLog._meta.fields["created_at"]
+            encode = _ENCODE_PAYLOAD  # the text ChangeLog.append writes: json.dumps(..., ensure_ascii=False, separators)
             cursor.executemany(
                 f'INSERT INTO "change_log" ("table", "record_id", "hlc", "origin", "scope", "payload", '
                 f'"created_at") VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
-                [(t, r, h, o, s, json.dumps(payload, ensure_ascii=False, separators=(",", ":")),
-                  created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows])
+                [(t, r, h, o, s, encode(payload), created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows])
 
     # -- the guard -----------------------------------------------------------------------------
     def before_statement(self, sql: str) -> None:
@@ -215,7 +218,25 @@ def lookup_row(model, record_id: Any) -> dict[str, Any] | None:
     return model.select().where(model._meta.primary_key == record_id).dicts().first()
 
 
+def peek_row(model, record_id: Any) -> dict[str, Any] | None:
+    """`lookup_row` for a caller that only reads the row: the cached row itself, not a copy (never mutate it)."""
+    if record_id is None:
+        return None
+    cache = _active.get()
+    if cache is not None:
+        rows = cache.rows.get(model._meta.table_name)
+        if rows is not None:
+            row = rows.get(record_id, _UNKNOWN)
+            if row is not _UNKNOWN:
+                return row
+        return cache.get(model, record_id)
+    return model.select().where(model._meta.primary_key == record_id).dicts().first()
+
+
+_UNKNOWN = object()  # a row the cache has not read yet (None: known not to exist)
+
+
 def lookup(model, record_id: Any, name: str) -> Any:
     """One field of a row (None when the row is missing)."""
-    row = lookup_row(model, record_id)
+    row = peek_row(model, record_id)
     return None if row is None else row.get(name)

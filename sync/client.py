@@ -96,6 +96,10 @@ class CentralClient:
             body = {}
         return response.status_code, body
 
+    def post_encoded(self, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """POST a JSON body already encoded (UTF-8 bytes), as `call("POST", path, json=...)` would send it."""
+        return self.call("POST", path, data=body, headers={"Content-Type": "application/json"})
+
     def close(self) -> None:
         """Release the connection pool."""
         self.session.close()
@@ -316,9 +320,14 @@ def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], lim
         batch = next_batch(node_id, SCHEMA_VERSION, size, max_bytes)
         if batch is None:
             return
-        wire = batch.to_wire()
-        wire.update(db_id=db_id, generation=generation)
-        status, body = client.call("POST", "/push", json=wire)
+        send = getattr(client, "post_encoded", None)
+        if send is not None:
+            # The body is the batch's canonical JSON, built around the changes encoded once for the hash.
+            status, body = send("/push", batch.canonical_body(db_id=db_id, generation=generation))
+        else:  # a transport without it (tests/sync_sim.py) gets the dict
+            wire = batch.to_wire()
+            wire.update(db_id=db_id, generation=generation)
+            status, body = client.call("POST", "/push", json=wire)
         if status == 401 or status >= 500 or status == 426:
             raise SyncError(_refusal_message(status, body, "lô thay đổi"), status, body.get("error", ""))
         if status != 200:

@@ -22,12 +22,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from peewee import DataError, ForeignKeyField, IntegrityError
+from peewee import DataError, IntegrityError
 
 from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
-from models.base import META_COLUMNS, _short, _to_json, column_stamps, data_columns, sparse_stamps, utcnow
+from models.base import (META_COLUMNS, _short, _to_json, as_record, column_stamps, model_spec, sparse_stamps,
+                         utcnow)
 from models.clock import decode
-from models.rowcache import active, lookup_row
+from models.rowcache import active, peek_row
 from models.sync_state import Conflict, DeadLetter
 
 try:  # The write policy (trust boundary) lives with the models; absent in older trees.
@@ -97,22 +98,23 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     `pusher` is the field node that sent it (central checks scope, stamps and the write policy);
     `detect` records conflicts (central); `log` appends what was applied to the change feed.
     """
-    columns = data_columns(model)
-    by_column = {f.column_name: f for f in model._meta.sorted_fields}
+    spec = model_spec(model)  # columns, maps and field lists, worked out once per model
+    columns = spec.columns
+    by_column = spec.by_column
     fields: dict[str, Any] = payload["fields"]
-    extra = sorted(set(fields) - set(columns))
-    if extra:
+    if not spec.column_set.issuperset(fields):
+        extra = sorted(set(fields) - spec.column_set)
         raise SetAside("invalid", f"Cột không được đồng bộ hoặc không tồn tại: {', '.join(extra)[:200]}.")
     stamps_in: dict[str, str] = payload.get("stamps") or {}
     base: dict[str, str] | None = payload.get("base")
     if base is None and payload.get("new") is True:
         # A record created on both sides under the same natural key (one roll-call mark for one member
         # at one meeting): the writer had seen nothing, so every differing column is a conflict.
-        base = {c: "" for c in fields}
-    incoming = {c: stamps_in.get(c) or hlc for c in fields}
+        base = dict.fromkeys(fields, "")
+    incoming = {c: stamps_in.get(c) or hlc for c in fields} if stamps_in else dict.fromkeys(fields, hlc)
     if pusher is not None:
         # The stamps were checked by check_change_shape: the node is what follows the second colon.
-        foreign = sorted({s.split(":", 2)[-1] for s in incoming.values()} - {pusher})
+        foreign = sorted({s.split(":", 2)[-1] for s in set(incoming.values())} - {pusher})
         if foreign:
             raise SetAside("invalid", f"Nút {pusher} gửi dấu thời gian của nút khác ({', '.join(foreign)[:100]}).")
     try:
@@ -120,24 +122,22 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
 
-    current = lookup_row(model, record_id)
+    current = peek_row(model, record_id)  # read only: never mutated below (copied where changed)
     outcome = Outcome()
     # Conflicts are recorded only once the change has passed every check (a refused change leaves none).
     found: list[tuple] = []
     if current is None:
-        missing = [c for c in columns if c not in fields and not by_column[c].null and by_column[c].default is None]
+        missing = [c for c in spec.required_new if c not in fields]
         if missing:
             raise SetAside("missing_record", f"Chưa có bản ghi {model._meta.table_name}/{record_id} để cập nhật "
                                              f"(thiếu {', '.join(missing)[:100]}).")
         applied = list(fields)
         new_stamps = {c: incoming.get(c, hlc) for c in columns}
         data: dict[str, Any] = {}
-        for c in columns:
-            name = by_column[c].name
+        for name, default in spec.defaults:
             if name in values:
                 data[name] = values[name]
             else:
-                default = by_column[c].default
                 data[name] = default() if callable(default) else default
         owner = pusher or (payload.get("owner") if isinstance(payload.get("owner"), str) else "") or origin
         data.update(id=record_id, owner=owner[:32])
@@ -170,12 +170,14 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             return outcome
 
     # Straight into __data__ (a model's constructor would make a new id and times it then discards).
-    merged = _as_record(model, {**data, "hlc": "", "stamps": "", "updated_at": utcnow()})
+    now = utcnow()
+    merged = as_record(model, {**data, "hlc": "", "stamps": "", "updated_at": now})
     merged._is_new = current is None
     merged._from_sync = True
     deleted_parents = _check_parents(model, merged, applied)
+    scope = None  # the record's scope after the change, when a check worked it out already
     if pusher is not None:
-        _check_scope(model, current, merged, pusher, record_id)
+        scope = _check_scope(model, current, merged, pusher, record_id)
         check_parent_scope(model, merged, applied, pusher, record_id)  # handover: a parent moved away
     try:
         # No check_columns() here: from_wire() has checked every value the change brings as strictly
@@ -184,14 +186,13 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     except ValidationError as exc:
         raise SetAside("invalid", f"Bản ghi {model._meta.table_name}/{record_id} không hợp lệ: {exc}") from None
     if pusher is not None and _policy is not None:
-        before = _as_record(model, current)
         try:
             # The policy judges what really changes: columns whose value differs (creation time is
             # bookkeeping: the same roll-call mark made at two places was created at two moments).
             changed = set(applied) if current is None else {
                 c for c in applied if c != "created_at"
                 and _to_json(current.get(by_column[c].name)) != _to_json(merged.__data__.get(by_column[c].name))}
-            _policy.check_remote_change(pusher, model, before, merged, changed)
+            _policy.check_remote_change(pusher, model, current, merged, changed)  # the row as it is stored
         except ValueError as exc:
             raise SetAside("policy", str(exc)[:300]) from None
     _record_found(found, outcome)
@@ -199,8 +200,9 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         outcome.conflicts += _duplicates(model, merged, applied, pusher or origin)
 
     new_hlc = max(new_stamps.values())
-    row = {by_column[c].name: merged.__data__.get(by_column[c].name) for c in columns}
-    row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=utcnow())
+    merged_data = merged.__data__
+    row = {name: merged_data.get(name) for name in spec.names}
+    row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=now)
     cache = active()
     if current is None:
         row.update(id=record_id, owner=data["owner"])
@@ -216,7 +218,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     outcome.applied = applied
     if log:
         _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged,
-                     _carried_actor(payload, pusher))
+                     _carried_actor(payload, pusher), scope)
     if pusher is not None:
         outcome.conflicts += _follow_tombstones(model, record_id, current, merged, applied, deleted_parents,
                                                 pusher)
@@ -246,7 +248,7 @@ def _may_act_at(user_id: str, node_id: str) -> bool:
     if key not in memo:
         from models.users import User
 
-        account = lookup_row(User, user_id)
+        account = peek_row(User, user_id)
         try:
             scope = _as_record(User, account).sync_scope() if account is not None else None
         except Exception:  # noqa: BLE001 - an account whose cell is gone cannot act anywhere
@@ -256,19 +258,24 @@ def _may_act_at(user_id: str, node_id: str) -> bool:
 
 
 def _log_applied(model, record_id, row, by_column, applied, incoming, data, origin, merged,
-                 actor: dict[str, str]) -> None:
-    """Append what was applied to the change feed, with its origin and author (forwarded to the other nodes)."""
+                 actor: dict[str, str], scope: str | None = None) -> None:
+    """Append what was applied to the change feed, with its origin and author (forwarded to the other nodes).
+
+    `scope` is the record's scope after the change when the scope check worked it out (nothing the
+    merge writes in between changes it); otherwise it is worked out here."""
     top = max(incoming[c] for c in applied)
     out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied}, "owner": data.get("owner") or "",
            **actor}
     older = {c: incoming[c] for c in applied if incoming[c] != top}
     if older:
         out["stamps"] = older
+    if scope is None:
+        scope = merged.sync_scope()
     cache = active()
     if cache is not None:
-        cache.log((model._meta.table_name, record_id, top, origin, merged.sync_scope(), out, utcnow()))
+        cache.log((model._meta.table_name, record_id, top, origin, scope, out, utcnow()))
     else:
-        ChangeLog.append(model._meta.table_name, record_id, top, origin, merged.sync_scope(), out)
+        ChangeLog.append(model._meta.table_name, record_id, top, origin, scope, out)
 
 
 def _follow_tombstones(model: type[SyncedModel], record_id: str, current: dict | None, merged: SyncedModel,
@@ -311,14 +318,14 @@ def _seen(record_id: str, stamp: str) -> bool:
 def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[str]) -> list[tuple[type, str]]:
     """SetAside when a foreign key the change sets points to a record missing here; return deleted parents."""
     deleted = []
-    for fk in model._meta.sorted_fields:
-        if not isinstance(fk, ForeignKeyField) or fk.column_name not in applied and not merged._is_new:
+    for fk in model_spec(model).fks:
+        if fk.column_name not in applied and not merged._is_new:
             continue
         target = merged.__data__.get(fk.name)
         if target is None:
             continue
         parent = fk.rel_model
-        found = lookup_row(parent, target)
+        found = peek_row(parent, target)
         if found is None:
             raise SetAside("missing_parent", f"Bản ghi {model._meta.table_name}/{merged.id} trỏ tới "
                                              f"{parent._meta.table_name}/{target} chưa có tại đây; sẽ thử lại khi "
@@ -329,8 +336,10 @@ def _check_parents(model: type[SyncedModel], merged: SyncedModel, applied: list[
 
 
 def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedModel, pusher: str,
-                 record_id: str) -> None:
-    """SetAside('out_of_scope') when the record is not the pusher's, before or after the change."""
+                 record_id: str) -> str:
+    """SetAside('out_of_scope') when the record is not the pusher's, before or after the change.
+
+    Returns the record's scope after the change (then the pusher's own)."""
     scopes = []
     try:
         if current is not None:
@@ -342,6 +351,7 @@ def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedM
     if others:
         raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
                                        f"bản ghi thuộc phạm vi {', '.join(others)} (có thể đã chuyển sang nút khác).")
+    return scopes[-1]
 
 
 # -- handover (sync/scope.py): parents that moved away, and notices that a record left ------------
@@ -356,13 +366,11 @@ def check_parent_scope(model: type[SyncedModel], merged: SyncedModel, applied: l
     """
     if applied == ["deleted_at"] and merged.deleted_at is not None:
         return
-    for fk in model._meta.sorted_fields:
-        if not isinstance(fk, ForeignKeyField) or fk.rel_model.sync_scope is SyncedModel.sync_scope:
-            continue
+    for fk in model_spec(model).scoped_fks:
         target = merged.__data__.get(fk.name)
         if target is None or target == record_id:
             continue
-        parent = _as_record(fk.rel_model, lookup_row(fk.rel_model, target))
+        parent = _as_record(fk.rel_model, peek_row(fk.rel_model, target))
         if parent is None:
             continue
         try:
@@ -379,10 +387,7 @@ def _as_record(model: type[SyncedModel], row: dict[str, Any] | None) -> SyncedMo
     """A looked-up row as a model instance, straight into __data__ (only its scope is read)."""
     if row is None:
         return None
-    record = model(__no_default__=True)
-    record.__data__.update(row)
-    record._is_new = False
-    return record
+    return as_record(model, dict(row))
 
 
 def apply_left_scope(change: Any) -> bool:

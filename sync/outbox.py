@@ -9,13 +9,14 @@ saved before anything can point to it).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from models import ChangeLog, SyncState
 
-from .protocol import batch_id_for, canonical_json, content_hash
+from .protocol import batch_id_for, canonical_json
 from .scope import write_transaction
 
 PUSHED_SEQ = "pushed_seq"
@@ -36,6 +37,8 @@ class Batch:
     changes: list[dict[str, Any]] = field(default_factory=list)
     content_hash: str = ""
     schema_version: int = 0
+    # canonical_json(changes), kept from hashing so the body is built without encoding them again
+    encoded_changes: bytes = field(default=b"", repr=False, compare=False)
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON body of `POST /sync/v1/push`."""
@@ -48,6 +51,18 @@ class Batch:
             "content_hash": self.content_hash,
             "changes": self.changes,
         }
+
+    def canonical_body(self, **extra: Any) -> bytes:
+        """canonical_json() of `to_wire()` plus `extra`, byte for byte, reusing the encoded changes.
+
+        canonical_json sorts the keys and separates with "," and ":"; each value is encoded on its
+        own the same way, so the object can be assembled from its members' encodings.
+        """
+        wire = self.to_wire()
+        wire.update(extra)
+        encoded = self.encoded_changes or canonical_json(self.changes)
+        return b"{" + b",".join(canonical_json(key) + b":" + (encoded if key == "changes" else canonical_json(value))
+                                for key, value in sorted(wire.items())) + b"}"
 
 
 def pushed_seq() -> int:
@@ -71,19 +86,24 @@ def pending_count(node_id: str) -> int:
 def next_batch(node_id: str, schema_version: int, size: int, max_bytes: int | None = None,
                after_seq: int | None = None) -> Batch | None:
     """The next batch to push (at most `size` changes and `max_bytes` of JSON), or None when done."""
-    rows = list(pending_query(node_id, after_seq).limit(size))
+    rows = (pending_query(node_id, after_seq)
+            .select(ChangeLog.seq, ChangeLog.table, ChangeLog.record_id, ChangeLog.hlc, ChangeLog.payload)
+            .limit(size).tuples())  # plain tuples: no model instance per row
+    rows = list(rows)
     if not rows:
         return None
-    changes = [{"table": r.table, "record_id": r.record_id, "hlc": r.hlc, "payload": json.loads(r.payload)}
-               for r in rows]
+    loads = json.loads
+    changes = [{"table": table, "record_id": record_id, "hlc": hlc, "payload": loads(payload)}
+               for _seq, table, record_id, hlc, payload in rows]
     while True:
-        digest = content_hash(changes)
-        from_seq, to_seq = rows[0].seq, rows[len(changes) - 1].seq
+        encoded = canonical_json(changes)
+        digest = hashlib.sha256(encoded).hexdigest()  # protocol.content_hash(changes), encoded once
+        from_seq, to_seq = rows[0][0], rows[len(changes) - 1][0]
         batch = Batch(batch_id=batch_id_for(node_id, from_seq, to_seq, digest), node_id=node_id,
                       from_seq=from_seq, to_seq=to_seq, changes=changes, content_hash=digest,
-                      schema_version=schema_version)
+                      schema_version=schema_version, encoded_changes=encoded)
         # Central caps the request size: halve the batch until it fits rather than fail forever.
-        if not max_bytes or len(changes) == 1 or len(canonical_json(batch.to_wire())) <= max_bytes:
+        if not max_bytes or len(changes) == 1 or len(batch.canonical_body()) <= max_bytes:
             return batch
         changes = changes[: len(changes) // 2]
 
