@@ -476,9 +476,14 @@ def score_counts(year: int, cell_ids: list[str] | None = None, months: list[int]
                   .group_by(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score).tuples())
     bands = _score_bands()
     counts: dict[str, int] = defaultdict(int)
-    for rule_set_id, band, pct, score, n in groups:
-        sup = band_for(score, bands.get(rule_set_id, []))
-        counts[f"{band or ''}:{sup['code'] if sup else ''}"] += n
+    sup_bands: dict[tuple, str] = {}  # (rule set, supervisor's score) -> band code, judged once
+    # Plain cursor rows: nationally ~10,000 groups a year (the self score is rarely shared).
+    for rule_set_id, band, pct, score, n in groups.model._meta.database.execute(groups).fetchall():
+        key = (rule_set_id, score)
+        if key not in sup_bands:
+            sup = band_for(score, bands.get(rule_set_id, []))
+            sup_bands[key] = sup["code"] if sup else ""
+        counts[f"{band or ''}:{sup_bands[key]}"] += n
         counts["gap"] += n if ScoreGap(score, round(pct, 1) if pct is not None else None).highlighted else 0
         counts["all"] += n
     return counts
