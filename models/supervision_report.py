@@ -8,7 +8,11 @@ rows per cell a year and the database counts them. The exception is a recommenda
 of its events (`derive_state`) that no SQL sum can do: nationally that is ~30,000 recommendations and
 ~60,000 events a year, too many to replay on every page, so `ReportRecommendation` keeps each one's
 derived state (local, never synced, like the rollup) and `consolidation.refresh()` recomputes the
-recommendations its change-log batch touches (`affected_recommendations`). Every rule is the one
+recommendations its change-log batch touches (`affected_recommendations`). Likewise `ReportVisit`
+holds each live visit's year, month, cell, visitor, scores and self band (from its meeting's rollup
+row), so coverage's visits made (`coverage(rolled=True)`), visit totals and score bands read a year's
+rows by index instead of placing every visit by its meeting; refresh() recomputes the changed visits
+and the visits of the meetings a batch touches (`affected_visits`). Every rule is the one
 models/supervision.py applies on the supervision pages (`coverage`, `derive_state`, `is_overdue`,
 `ScoreGap`); the cell's self score and the bands come from the rollup's row of the visited meeting.
 A record belongs to the year (and month) of its meeting; a recommendation to its visit's meeting.
