@@ -193,7 +193,8 @@ def affected_visits(changes: Iterable[tuple[str, str]], meeting_ids: Iterable[st
         by_table[table].append(record_id)
     visits = set(by_table.get("supervision_visit", ()))
     V = SupervisionVisit
-    for column, ids in ((V.meeting, sorted(set(meeting_ids))), (V.answer_set, sorted(set(by_table.get("answer_set", ()))))):
+    sheets = sorted(set(by_table.get("answer_set", ())))
+    for column, ids in ((V.meeting, sorted(set(meeting_ids))), (V.answer_set, sheets)):
         for start in range(0, len(ids), 500):
             visits |= {v for (v,) in V.select(V.id).where(column.in_(ids[start:start + 500])).tuples()}
     return visits
@@ -591,5 +592,6 @@ def supervisor_names(ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["REC_FILTERS", "ReportRecommendation", "ReportVisit", "coverage", "inspections_of", "plan_lines", "rec_facts", "score_facts",
+__all__ = ["REC_FILTERS", "ReportRecommendation", "ReportVisit", "coverage", "inspections_of", "plan_lines", "rec_facts",
+           "score_facts",
            "supervision_years", "visit_facts"]
