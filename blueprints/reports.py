@@ -152,7 +152,7 @@ def _cells_by_id() -> dict:
 
 def supervision_coverage_panel(filters: Filters, m: Metrics) -> dict:
     """Visits planned vs made per cell and per Standing Committee member (models.supervision.coverage)."""
-    by_cell, by_member = coverage(filters.year, filters.cell_ids, filters.months())
+    by_cell, by_member = coverage(filters.year, filters.cell_ids, filters.months(), rolled=True)
     visible = _cells_by_id()  # a field node or a secretary never counts cells outside their view
     by_cell = [r for r in by_cell if r.key in visible]
     # Cells furthest behind their plan first: what a reader of a national list needs to see.

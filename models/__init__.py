@@ -32,7 +32,7 @@ from .sync_state import AppliedBatch, Conflict, DeadLetter
 from .supervision import (AnnualInspection, ModelMeeting, ModelMeetingObserver, Recommendation,
                           RecommendationEvent, SupervisionAssignment, SupervisionVisit)
 from .consolidation import AnnualRating, ReportCellYear, ReportJob, ReportMeeting, ReportMonth, ReportState
-from .supervision_report import ReportRecommendation
+from .supervision_report import ReportRecommendation, ReportVisit
 from .users import KnownAddress, LoginAttempt, User, UserSession
 
 ALL_MODELS = [
@@ -45,6 +45,7 @@ ALL_MODELS = [
     SupervisionAssignment, SupervisionVisit, Recommendation, RecommendationEvent, AnnualInspection,
     ModelMeeting, ModelMeetingObserver,
     ReportMeeting, ReportCellYear, ReportMonth, ReportState, ReportJob, AnnualRating, ReportRecommendation,
+    ReportVisit,
 ]
 
 SQLITE_PRAGMAS = {

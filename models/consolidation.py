@@ -17,7 +17,8 @@ the same numbers from the records with the cell pages' functions (`attendance_ra
 `duration_minutes`, `meeting_flags`, `year_compliance`, `contribution_summary`), so every figure is
 reproducible from the records it counts.
 Supervision's figures are counted from its own tables (models/supervision_report.py); `refresh()` and
-`rebuild()` also keep that module's cache of recommendations' derived states (`ReportRecommendation`).
+`rebuild()` also keep that module's cache of recommendations' derived states (`ReportRecommendation`)
+and its visit rollup (`ReportVisit`: each visit's year, month, cell, scores, signed or not).
 `AnnualRating` records the level the committee decided for a cell or a member in a year; it is a
 central-only table (the superior committee decides at central, 366-QĐ/TW), not synced.
 """
@@ -378,6 +379,8 @@ def rebuild() -> int:
         _summarise_months(None)
         _recommendations().rebuild_recommendations()
         _set_state("recommendations", "1")
+        _recommendations().rebuild_visits()
+        _set_state("visits", "1")
         _set_state("seq", str(top))
         _set_state("generation", _generation())
     return ReportMeeting.select().count()
@@ -493,7 +496,8 @@ def refresh(full: bool = False) -> str:
         return "none"
     # A database from before the recommendation cache existed fills it with one full rebuild.
     if full or last is None or int(last) > top or generation != _generation() \
-            or top - int(last) > INCREMENTAL_LIMIT or _state("recommendations") is None:
+            or top - int(last) > INCREMENTAL_LIMIT or _state("recommendations") is None \
+            or _state("visits") is None:
         rebuild()
         return "full"
     with write_transaction():
@@ -512,6 +516,7 @@ def refresh(full: bool = False) -> str:
             recompute(meetings)
             recs = _recommendations()
             recs.recompute_recommendations(recs.affected_recommendations(changes))
+            recs.recompute_visits(recs.affected_visits(changes, meetings))
             _set_state("seq", str(top))
     if full_needed:
         rebuild()

@@ -740,17 +740,20 @@ class CoverageRow:
     made: int = 0
 
 
-def coverage(year: int, cell_ids: list[str] | None = None,
-             months: list[int] | None = None) -> tuple[list[CoverageRow], list[CoverageRow]]:
+def coverage(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None,
+             rolled: bool = False) -> tuple[list[CoverageRow], list[CoverageRow]]:
     """Planned vs made visits per cell and per supervisor for a year (made: a visit record exists).
 
     Optionally only some cells (None: all) and consecutive months (a plan line's month, a visit's meeting month).
     Counted by the database, grouped by cell and visitor: a national plan has tens of thousands of lines.
+    rolled=True counts the visits made from the visit rollup (models.supervision_report.ReportVisit:
+    the visited meeting's year, month and cell, indexed by year), for the report pages that refresh it
+    first; the supervision pages count them from the visits and meetings (the tests compare the two).
     """
     wanted = set(cell_ids) if cell_ids is not None else None
-    cells = {c.id: CoverageRow(c.id, f"{c.code} — {c.name}")
-             for c in Cell.live().select(Cell.id, Cell.code, Cell.name).order_by(Cell.code)
-             if wanted is None or c.id in wanted}
+    cells = {c: CoverageRow(c, f"{code} — {name}")
+             for c, code, name in Cell.live().select(Cell.id, Cell.code, Cell.name).order_by(Cell.code).tuples()
+             if wanted is None or c in wanted}
     people = {u.id: CoverageRow(u.id, u.full_name or u.username) for u in supervisors()}
     A, V = SupervisionAssignment, SupervisionVisit
     plan = (A.select(A.cell, A.supervisor, fn.COUNT(A.id)).where(A.deleted_at.is_null() & (A.year == year))
@@ -762,12 +765,20 @@ def coverage(year: int, cell_ids: list[str] | None = None,
             .where(V.deleted_at.is_null() & Meeting.deleted_at.is_null()
                    & (Meeting.held_on >= first) & (Meeting.held_on < after))
             .group_by(Meeting.cell, V.supervisor))
+    if rolled:
+        from .supervision_report import ReportVisit as RV
+
+        made = (RV.select(RV.cell_id, RV.supervisor_id, fn.COUNT(RV.visit_id)).where(RV.year == year)
+                .group_by(RV.cell_id, RV.supervisor_id))
+        if months:  # the same range of months as the dates above
+            made = made.where((RV.month >= first.month) & (RV.month <= last.month))
     if months:  # the filters' months are a month or a quarter: one range of dates
         plan = plan.where(A.month.in_(months))
     counted = [("planned", plan), ("made", made)]
     names: dict[str, str] = {}
     for attr, query in counted:
-        for cell_id, user_id, n in query.tuples():
+        # Plain cursor rows: nationally tens of thousands of (cell, visitor) groups a year.
+        for cell_id, user_id, n in A._meta.database.execute(query).fetchall():
             if cell_id not in cells:
                 continue
             if user_id not in people:  # a former supervisor still counts; names read once

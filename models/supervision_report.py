@@ -8,7 +8,11 @@ rows per cell a year and the database counts them. The exception is a recommenda
 of its events (`derive_state`) that no SQL sum can do: nationally that is ~30,000 recommendations and
 ~60,000 events a year, too many to replay on every page, so `ReportRecommendation` keeps each one's
 derived state (local, never synced, like the rollup) and `consolidation.refresh()` recomputes the
-recommendations its change-log batch touches (`affected_recommendations`). Every rule is the one
+recommendations its change-log batch touches (`affected_recommendations`). Likewise `ReportVisit`
+holds each live visit's year, month, cell, visitor, scores and self band (from its meeting's rollup
+row), so coverage's visits made (`coverage(rolled=True)`), visit totals and score bands read a year's
+rows by index instead of placing every visit by its meeting; refresh() recomputes the changed visits
+and the visits of the meetings a batch touches (`affected_visits`). Every rule is the one
 models/supervision.py applies on the supervision pages (`coverage`, `derive_state`, `is_overdue`,
 `ScoreGap`); the cell's self score and the bands come from the rollup's row of the visited meeting.
 A record belongs to the year (and month) of its meeting; a recommendation to its visit's meeting.
@@ -22,7 +26,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Iterable
 
-from peewee import JOIN, CharField, DateField, IntegerField, fn
+from peewee import JOIN, BooleanField, Case, CharField, DateField, FloatField, IntegerField, fn
 
 from .base import BaseModel
 from .meetings import Meeting, local_today
@@ -113,12 +117,108 @@ def _rolled_visits(year: int, cell_ids: list[str] | None, months: list[int] | No
     return query, R
 
 
-def visit_totals(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> VisitTotals:
-    """The visits of a year (or of some of its months), counted in one query."""
+def visit_totals(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None,
+                 rolled: bool = True) -> VisitTotals:
+    """The visits of a year (or of some of its months), counted in one query.
+
+    From the visit rollup (`ReportVisit`, refreshed first by the report pages); rolled=False counts
+    the same from the visits joined to the meeting rollup (the tests compare the two)."""
+    if rolled:
+        V = ReportVisit
+        query = _visit_rows(year, cell_ids, months)
+        row = query.select(fn.COUNT(V.visit_id), fn.SUM(Case(None, [(V.confirmed == True, 1)], 0)),  # noqa: E712
+                           fn.COUNT(V.cell_id.distinct())).tuples().first()
+        return VisitTotals(*(int(v or 0) for v in row)) if row else VisitTotals()
     query, R = _rolled_visits(year, cell_ids, months)
     row = (query.select(fn.COUNT(SupervisionVisit.id), fn.COUNT(SupervisionVisit.confirmed_at),
                         fn.COUNT(R.cell_id.distinct())).tuples().first())
     return VisitTotals(*(int(v or 0) for v in row)) if row else VisitTotals()
+
+
+# -- the visit rollup ------------------------------------------------------------------------------
+
+class ReportVisit(BaseModel):
+    """A live visit of a live meeting with what the reports count and group by (local derived data).
+
+    Year, month and cell are the visited meeting's (from its report_meeting row), so are the rule set
+    and the cell's self score and band; the supervisor's score and whether the record is signed are
+    the visit's own. Filled set-based by `rebuild_visits()` after the meeting rollup, and kept by
+    `consolidation.refresh()`: a batch's changed visits and the visits of the meetings it touches
+    (their own answer sets and answers included) are recomputed by `recompute_visits()`."""
+
+    visit_id = CharField(primary_key=True, max_length=36)
+    meeting_id = CharField(max_length=36)
+    cell_id = CharField(max_length=36)
+    year = IntegerField()
+    month = IntegerField()
+    supervisor_id = CharField(max_length=36)
+    score = FloatField(null=True)
+    confirmed = BooleanField(default=False)
+    rule_set_id = CharField(max_length=36, null=True)
+    self_pct = FloatField(null=True)
+    self_band = CharField(max_length=20, null=True)
+
+    class Meta:
+        table_name = "report_visit"
+        indexes = ((("year", "cell_id"), False), (("meeting_id",), False))
+
+
+_VISIT_FIELDS = ["visit_id", "meeting_id", "cell_id", "year", "month", "supervisor_id", "score", "confirmed",
+                 "rule_set_id", "self_pct", "self_band"]
+
+
+def _visit_source(visit_ids: list[str] | None):
+    """The rollup rows of the live visits (of these ids; all with None), one INSERT … SELECT source."""
+    R, V = _report_meeting(), SupervisionVisit
+    query = (V.select(V.id, V.meeting, R.cell_id, R.year, R.month, V.supervisor, V.score,
+                      Case(None, [(V.confirmed_at.is_null(False), True)], False), R.rule_set_id, R.self_pct,
+                      R.self_band)
+             .join(R, on=(R.meeting_id == V.meeting)).where(V.deleted_at.is_null()))
+    if visit_ids is not None:
+        query = query.where(V.id.in_(visit_ids))
+    return query
+
+
+def rebuild_visits() -> None:
+    """Refill the visit rollup from the visits and the meeting rollup (inside the caller's transaction)."""
+    ReportVisit.delete().execute()
+    ReportVisit.insert_from(_visit_source(None), [ReportVisit._meta.fields[n] for n in _VISIT_FIELDS]).execute()
+
+
+def affected_visits(changes: Iterable[tuple[str, str]], meeting_ids: Iterable[str]) -> set[str]:
+    """The visits a batch of (table, record id) changes touches: changed visits, the visits of the
+    meetings the batch touches (their answer sets and answers included), visits whose sheet changed."""
+    by_table: dict[str, list[str]] = defaultdict(list)
+    for table, record_id in changes:
+        by_table[table].append(record_id)
+    visits = set(by_table.get("supervision_visit", ()))
+    V = SupervisionVisit
+    sheets = sorted(set(by_table.get("answer_set", ())))
+    for column, ids in ((V.meeting, sorted(set(meeting_ids))), (V.answer_set, sheets)):
+        for start in range(0, len(ids), 500):
+            visits |= {v for (v,) in V.select(V.id).where(column.in_(ids[start:start + 500])).tuples()}
+    return visits
+
+
+def recompute_visits(visit_ids: Iterable[str]) -> None:
+    """Recompute these visits' rollup rows (after the meeting rollup; inside the caller's transaction)."""
+    ids = sorted(set(visit_ids))
+    fields = [ReportVisit._meta.fields[n] for n in _VISIT_FIELDS]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        ReportVisit.delete().where(ReportVisit.visit_id.in_(chunk)).execute()
+        ReportVisit.insert_from(_visit_source(chunk), fields).execute()
+
+
+def _visit_rows(year: int, cell_ids: list[str] | None, months: list[int] | None):
+    """The visit rollup's rows of a year (and months, and cells)."""
+    V = ReportVisit
+    query = V.select().where(V.year == year)
+    if months:
+        query = query.where(V.month.in_(months))
+    if cell_ids is not None:
+        query = query.where(V.cell_id.in_(cell_ids) if cell_ids else (V.cell_id == ""))
+    return query
 
 
 @dataclass
@@ -362,21 +462,33 @@ def _score_bands() -> dict:
     return {r.id: r.params.get("score_bands") or [] for r in RuleSet.select()}
 
 
-def score_counts(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None) -> dict[str, int]:
+def score_counts(year: int, cell_ids: list[str] | None = None, months: list[int] | None = None,
+                 rolled: bool = True) -> dict[str, int]:
     """The dashboard's counts of scored visits: 'self:sup' band pairs, 'gap' and 'all'.
 
     The database groups visits by (rule set, self band, self score, supervisor's score): a national
     year has tens of thousands of visits but few distinct groups; each group is judged once by the
     same band_for and ScoreGap as a single visit."""
-    query, R = _rolled_visits(year, cell_ids, months)
-    groups = (query.where(SupervisionVisit.score.is_null(False))
-              .select(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score, fn.COUNT(SupervisionVisit.id))
-              .group_by(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score).tuples())
+    if rolled:  # the visit rollup (refreshed first by the report pages)
+        V = ReportVisit
+        groups = (_visit_rows(year, cell_ids, months).where(V.score.is_null(False))
+                  .select(V.rule_set_id, V.self_band, V.self_pct, V.score, fn.COUNT(V.visit_id))
+                  .group_by(V.rule_set_id, V.self_band, V.self_pct, V.score).tuples())
+    else:  # the visits joined to the meeting rollup (the tests compare the two)
+        query, R = _rolled_visits(year, cell_ids, months)
+        groups = (query.where(SupervisionVisit.score.is_null(False))
+                  .select(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score, fn.COUNT(SupervisionVisit.id))
+                  .group_by(R.rule_set_id, R.self_band, R.self_pct, SupervisionVisit.score).tuples())
     bands = _score_bands()
     counts: dict[str, int] = defaultdict(int)
-    for rule_set_id, band, pct, score, n in groups:
-        sup = band_for(score, bands.get(rule_set_id, []))
-        counts[f"{band or ''}:{sup['code'] if sup else ''}"] += n
+    sup_bands: dict[tuple, str] = {}  # (rule set, supervisor's score) -> band code, judged once
+    # Plain cursor rows: nationally ~10,000 groups a year (the self score is rarely shared).
+    for rule_set_id, band, pct, score, n in groups.model._meta.database.execute(groups).fetchall():
+        key = (rule_set_id, score)
+        if key not in sup_bands:
+            sup = band_for(score, bands.get(rule_set_id, []))
+            sup_bands[key] = sup["code"] if sup else ""
+        counts[f"{band or ''}:{sup_bands[key]}"] += n
         counts["gap"] += n if ScoreGap(score, round(pct, 1) if pct is not None else None).highlighted else 0
         counts["all"] += n
     return counts
@@ -418,7 +530,7 @@ def supervision_years(years: list[int], cell_ids: list[str] | None = None, today
     Recommendations come from the cache: call consolidation.refresh() first, as the report pages do."""
     out = {y: SupervisionYear() for y in years}
     for y in years if planned else ():  # year on year shows no plan figures
-        by_cell, _people = coverage(y, cell_ids)
+        by_cell, _people = coverage(y, cell_ids, rolled=True)
         out[y].planned = sum(r.planned for r in by_cell)
     for y in years:
         t = visit_totals(y, cell_ids)
@@ -480,5 +592,6 @@ def supervisor_names(ids: Iterable[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["REC_FILTERS", "ReportRecommendation", "coverage", "inspections_of", "plan_lines", "rec_facts", "score_facts",
+__all__ = ["REC_FILTERS", "ReportRecommendation", "ReportVisit", "coverage", "inspections_of", "plan_lines", "rec_facts",
+           "score_facts",
            "supervision_years", "visit_facts"]

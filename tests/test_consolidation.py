@@ -354,6 +354,10 @@ def test_demo_rollup_matches_the_cell_pages(app):
                 matrix = compliance_matrix([cell], year, today)
                 missing = [mm for mm in range(1, 13) if matrix[cell.id]["months"][mm].state == "missing"]
                 assert missing == year_compliance(cell, year, meetings, tallies, today=today).missing_months
+        # The visit rollup equals the direct count of the demo's visits (all cells, each cell, none).
+        from tests.test_consolidation_supervision import assert_visit_rollup_is_direct
+
+        assert assert_visit_rollup_is_direct((today.year,), [None, []] + [[c.id] for c in cells]) > 0
         held = metrics(Filters(year=today.year))[()]
         regular = Meeting.live().where(Meeting.status.in_(("in_progress", "ended", "closed"))
                                        & Meeting.kind.in_(("regular", "combined"))).count()

@@ -14,8 +14,8 @@ from models import User, db
 from models.consolidation import refresh
 from models.supervision import (AnnualInspection, Recommendation, RecommendationEvent, SupervisionAssignment,
                                 SupervisionVisit, coverage)
-from models.supervision_report import (ReportRecommendation, rec_counts, rec_facts, rec_matches, score_counts,
-                                      score_facts, supervision_years, visit_facts)
+from models.supervision_report import (ReportRecommendation, ReportVisit, rec_counts, rec_facts, rec_matches,
+                                      score_counts, score_facts, supervision_years, visit_facts, visit_totals)
 from tests.conftest import PASSWORD
 from tests.test_consolidation import YEAR, _meeting, counted  # noqa: F401 (the hand-counted meetings)
 
@@ -146,6 +146,65 @@ def test_years_for_the_pack_and_year_on_year(app, org, supervised):
         assert (last.planned, last.made, last.recs, last.recs_verified, last.inspections_done) == (1, 1, 1, 1, 1)
         only = supervision_years([YEAR], [org.other_cell.id])[YEAR]
         assert (only.planned, only.made, only.recs, only.inspections_planned) == (1, 1, 1, 1)
+
+
+def assert_visit_rollup_is_direct(years, cell_ids_choices) -> int:
+    """The visit rollup (coverage rolled, visit totals, score bands) equals the direct count from the
+    visits and meetings, for every year, cell choice and month choice; returns the rows compared."""
+    compared = 0
+    for year in years:
+        for cell_ids in cell_ids_choices:
+            for months in (None, [1], [1, 2, 3], [4, 5, 6], [12]):
+                direct = coverage(year, cell_ids, months)
+                rolled = coverage(year, cell_ids, months, rolled=True)
+                for a, b in zip(direct, rolled):
+                    assert [(r.key, r.planned, r.made) for r in a] == [(r.key, r.planned, r.made) for r in b], \
+                        (year, cell_ids, months)
+                    compared += sum(r.made for r in a)
+                assert visit_totals(year, cell_ids, months) == visit_totals(year, cell_ids, months, rolled=False), \
+                    (year, cell_ids, months)
+                assert score_counts(year, cell_ids, months) == score_counts(year, cell_ids, months, rolled=False), \
+                    (year, cell_ids, months)
+    return compared
+
+
+def test_visit_rollup_is_the_direct_count_and_follows_changes(app, org, counted, supervised):
+    """report_visit gives the hand counts and the direct counts; a signed visit, a removed one, a new
+    self score and a meeting moved to another month reach it at the next (incremental) refresh."""
+    from models import Answer, Meeting
+
+    with app.app_context(), db.connection_context():
+        assert refresh() == "full"
+        assert ReportVisit.select().count() == 4  # three of 2023, one of 2022
+        assert visit_totals(YEAR) == visit_totals(YEAR, rolled=False)
+        t = visit_totals(YEAR)
+        assert (t.made, t.confirmed, t.cells) == (3, 2, 2)
+        assert score_counts(YEAR)["kha:kha"] == 1
+        choices = (None, [org.cell.id], [org.other_cell.id], [])
+        assert assert_visit_rollup_is_direct((LAST, YEAR), choices) > 0
+
+        v2 = SupervisionVisit.get_by_id(supervised["v2"])
+        v2.score, v2.confirmed_at = 40.0, dt.datetime(YEAR, 2, 8, 9, 0)
+        v2.save()
+        v4 = SupervisionVisit.create(meeting=counted["thematic"].id, supervisor=supervised["lan"], score=95.0)
+        own = counted["own"]
+        s1 = next(a for a in Answer.select().where(Answer.answer_set == own.id) if a.value_json == "45")
+        s1.value_json = "15"  # the cell's own score: 85 % -> 55 %
+        s1.save()
+        feb = Meeting.get_by_id(counted["feb"].id)
+        feb.held_on = dt.date(YEAR, 4, 7)
+        feb.save()
+        assert visit_totals(YEAR).made == 3  # not yet refreshed
+        assert refresh() == "incremental"
+        t = visit_totals(YEAR)
+        assert (t.made, t.confirmed, t.cells) == (4, 3, 2)
+        assert score_counts(YEAR)["kha:kha"] == 0 and score_counts(YEAR)["all"] == 4
+        assert assert_visit_rollup_is_direct((LAST, YEAR), choices) > 0
+        assert [r.made for r in coverage(YEAR, [org.cell.id], [4, 5, 6], rolled=True)[0]] == [1]
+        SupervisionVisit.get_by_id(v4.id).soft_delete()
+        assert refresh() == "incremental"
+        assert visit_totals(YEAR).made == 3 and ReportVisit.select().count() == 4
+        assert assert_visit_rollup_is_direct((LAST, YEAR), choices) > 0
 
 
 def _panel(html: str, key: str) -> str:
