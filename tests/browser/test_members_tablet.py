@@ -149,6 +149,8 @@ def test_expired_session_during_search_returns_to_the_same_list(page: Page, live
     login(page, live_server, "bithu1")
     page.goto(f"{live_server}/members?q=nguyen")
     expect(page.get_by_test_id("member-row")).to_have_count(1)
+    # A response still in flight (the favicon) would set the refreshed session cookie again after the clear.
+    page.wait_for_load_state("networkidle")
     page.context.clear_cookies()  # what an idle expiry looks like to the browser
     page.get_by_label("Tìm theo họ tên hoặc số thẻ").fill("tran")
     expect(page.get_by_role("heading", name="Đăng nhập")).to_be_visible()
