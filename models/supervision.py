@@ -84,6 +84,9 @@ class SupervisionAssignment(SyncedModel):
 
     class Meta:
         table_name = "supervision_assignment"
+        # Coverage reads a year's plan lines (national reports: 100,000 lines over five years). The table
+        # is new in this release, so every database gets it, index included, from create_tables.
+        indexes = ((("year", "cell"), False),)
 
     def clean(self) -> None:
         """A month of a plausible year; the planned date inside that month."""
