@@ -36,6 +36,8 @@ import itertools
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import random
 import tempfile
 import uuid
@@ -391,9 +393,22 @@ def test_random_histories_give_the_same_databases_both_ways(kind, first):
     assert not failures, f"{len(failures)} of {GROUP} histories differ; the first:\n{failures[0]}"
 
 
-def test_perturbed_histories_do_reach_the_redo_and_the_dead_letters():
+def test_perturbed_histories_do_reach_the_redo_and_the_dead_letters(tmp_path):
     """The perturbed group is not vacuous: row by row its batches leave every kind of dead letter and
-    duplicate conflicts; fast, they make the fast attempt fail (to be redone) as well as succeed."""
+    duplicate conflicts; fast, they make the fast attempt fail (to be redone) as well as succeed.
+
+    Runs in a fresh Python process: in two full-suite runs (never alone) a worker that had run other
+    tests first drew no policy refusal, then no duplicate, in these seeds; the process-wide simulation
+    template (tests/sync_sim.py) is the suspect, not yet pinned down.
+    """
+    if os.environ.get("CHIBO_BATCH_META_CHILD") != "1":
+        env = {**os.environ, "CHIBO_BATCH_META_CHILD": "1"}
+        child = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                                f"{__file__}::test_perturbed_histories_do_reach_the_redo_and_the_dead_letters",
+                                f"--basetemp={tmp_path / 'child'}"], env=env, capture_output=True, text=True,
+                               cwd=Path(__file__).resolve().parent.parent, timeout=600)
+        assert child.returncode == 0, child.stdout[-3000:] + child.stderr[-2000:]
+        return
     reasons: set[str] = set()
     kinds: set[str] = set()
     events: list[str] = []
