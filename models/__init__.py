@@ -48,12 +48,31 @@ ALL_MODELS = [
     ReportVisit,
 ]
 
+def _skip_prefix_indexes(models) -> None:
+    """Don't index a foreign key on its own when a composite index of the model starts with it.
+
+    The composite index answers every lookup by that column (SQLite and PostgreSQL use a leading
+    column), while a second index costs each write: sync applies tens of thousands of rows in a go.
+    """
+    for model in models:
+        leading = {names[0] for names, _unique in getattr(model._meta, "indexes", ()) if len(names) > 1}
+        for field in model._meta.sorted_fields:
+            if field.index and not field.unique and field.name in leading:
+                field.index = False
+
+
+_skip_prefix_indexes(ALL_MODELS)
+
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
     "foreign_keys": 1,
     "busy_timeout": 10000,
     "synchronous": "normal",
     "cache_size": -16000,
+    # Checkpoint the WAL every ~40 MB instead of every ~4 MB: an index page written by many commits in
+    # a row (a synced batch touches pages all over each index) is copied back to the database once, not
+    # once per few batches. Measured on a batch apply: 16k -> 26k rows/s for SQLite itself (issue 10).
+    "wal_autocheckpoint": 10000,
 }
 
 

@@ -157,7 +157,7 @@ class ModelSpec:
     """
 
     __slots__ = ("model", "fields", "by_column", "all_columns", "columns", "column_set", "names",
-                 "required_new", "defaults", "wire", "fks", "scoped_fks", "plain_init")
+                 "required_new", "defaults", "wire", "fks", "scoped_fks", "plain_init", "temporal")
 
     def __init__(self, model):
         """Work out the spec of `model` from its current fields."""
@@ -177,6 +177,8 @@ class ModelSpec:
         self.fks = tuple(f for f in self.fields if isinstance(f, ForeignKeyField))
         self.scoped_fks = tuple(f for f in self.fks
                                 if getattr(f.rel_model, "sync_scope", None) is not SyncedModel.sync_scope)
+        # Names of the fields whose values are dates or times (`_to_json` turns them into ISO text).
+        self.temporal = frozenset(f.name for f in self.fields if isinstance(f, (DateTimeField, DateField, TimeField)))
         # A model without its own constructor can be made straight from a row (see `as_record`).
         self.plain_init = all("__init__" not in vars(k) for k in model.__mro__
                               if k is not SyncedModel and issubclass(k, SyncedModel))
@@ -267,7 +269,8 @@ class SyncedModel(BaseModel):
     owner = CharField(max_length=32, default="")
     created_at = DateTimeField(default=utcnow)
     updated_at = DateTimeField(default=utcnow)
-    hlc = CharField(max_length=64, index=True, default="")
+    # Not indexed: no query looks a record up by its stamp, and every index costs each synced write.
+    hlc = CharField(max_length=64, default="")
     stamps = TextField(default="")
     deleted_at = DateTimeField(null=True)
 

@@ -14,7 +14,7 @@ from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextFiel
 from .base import SyncedModel, ValidationError, register
 from .members import Member, roll_for_cell
 from .org import Cell, cell_node
-from .rowcache import active, lookup, lookup_row, peek_row
+from .rowcache import active, lookup, lookup_row, peek_row, scope_of
 from .rules import RuleSet, rule_set_for
 
 MEETING_KINDS = {
@@ -153,13 +153,18 @@ def duration_minutes(meeting: "Meeting") -> float | None:
     return (dt.datetime.combine(meeting.held_on, end) - dt.datetime.combine(meeting.held_on, start)).total_seconds() / 60
 
 
+def _cached_meeting_node(meeting_id: str) -> str:
+    """`meeting_node` from the active batch's cache."""
+    row = peek_row(Meeting, meeting_id)  # read only
+    if row is None:
+        raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
+    return cell_node(row["cell"])
+
+
 def meeting_node(meeting_id: str) -> str:
     """The node holding a meeting's cell (raw SQL: it runs on every write of a meeting's records)."""
     if active() is not None:  # a batch being applied: its cache knows the meeting, even one it just wrote
-        row = peek_row(Meeting, meeting_id)  # read only
-        if row is None:
-            raise ValidationError({"meeting": "Buổi sinh hoạt không tồn tại."})
-        return cell_node(row["cell"])
+        return scope_of(Meeting, meeting_id, lambda: _cached_meeting_node(meeting_id), tag="node")
     database = Meeting._meta.database
     row = database.execute_sql(
         f"SELECT c.node_id FROM meeting m JOIN cell c ON c.id = m.cell_id WHERE m.id = {database.param}",

@@ -23,7 +23,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from peewee import DoesNotExist
+from peewee import DoesNotExist, ForeignKeyField
 
 from .audit import ACTIONS, FIELD_LABELS
 from .base import SYNCED_MODELS, SyncedModel, ValidationError
@@ -340,21 +340,23 @@ def row_of(model: type[SyncedModel], record: Any) -> dict[str, Any]:
     else:
         data = record if isinstance(record, dict) else dict(record)  # only read: no copy of a dict
     out = {}
-    for name, column in _names_and_columns(model):
+    for name, column, key in _names_and_columns(model):
         value = data[name] if name in data else data.get(column)
-        out[column] = getattr(value, "id", value) if isinstance(value, SyncedModel) else value
+        # Only a foreign key may hold a model instance.
+        out[column] = value.id if key and isinstance(value, SyncedModel) else value
     return out
 
 
 _NAMES: dict[type, tuple] = {}
 
 
-def _names_and_columns(model: type[SyncedModel]) -> tuple[tuple[str, str], ...]:
-    """(field name, column name) of every field of the model, in order (worked out once per field list)."""
+def _names_and_columns(model: type[SyncedModel]) -> tuple[tuple[str, str, bool], ...]:
+    """(field name, column name, is a foreign key) of every field of the model, in order (worked out once)."""
     fields = model._meta.sorted_fields
     known = _NAMES.get(model)
     if known is None or known[0] is not fields:
-        known = _NAMES[model] = (fields, tuple((f.name, f.column_name) for f in fields))
+        known = _NAMES[model] = (fields, tuple((f.name, f.column_name, isinstance(f, ForeignKeyField))
+                                               for f in fields))
     return known[1]
 
 

@@ -56,6 +56,14 @@ class RowCache:
         self.log_rows: list[tuple] = []
         self.flushing = False
         self.memo: dict[Any, Any] = {}  # answers worth keeping for the batch (e.g. may this account act here)
+        # Scopes of records the batch points to (a roll call's 22 marks name one meeting): cleared when a
+        # row of a table some scope is read through is written, or when the cache is cleared.
+        self.scopes: dict[tuple[str, Any, str], Any] = {}
+        self.scope_tags: set[str] = set()
+        # One time for the rows and change-log entries a batch writes: they commit together.
+        from .base import utcnow
+
+        self.now = utcnow()
         self.stats = {"queries": 0, "flushes": 0, "foreign": 0, "cleared": 0}
 
     # -- reads ---------------------------------------------------------------------------------
@@ -100,6 +108,12 @@ class RowCache:
         self.rows.setdefault(table, {})[record_id] = row
         if table == "app_user":
             self.memo.clear()  # answers about accounts may change with them
+        if self.scopes and table in _scope_parents():
+            if insert:  # a new row changes no other record's scope; its own may have been "missing"
+                for tag in self.scope_tags:
+                    self.scopes.pop((table, record_id, tag), None)
+            else:  # an update may move a whole subtree (a meeting to another cell)
+                self.scopes.clear()
         if insert or record_id in self.inserts.get(table, ()):
             self.inserts.setdefault(table, {})[record_id] = row
         else:
@@ -122,6 +136,7 @@ class RowCache:
             # The statements ran in the caller's transaction; the caller rolls it back.
             self.rows.clear()
             self.memo.clear()
+            self.scopes.clear()
             raise
         finally:
             self.inserts.clear()
@@ -141,16 +156,15 @@ class RowCache:
             fields = model._meta.sorted_fields
             sql = (f'INSERT INTO "{table}" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
                    f'VALUES ({", ".join([p] * len(fields))})')
-            cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields]
-                                     for row in self.inserts[table].values()])
+            cursor.executemany(sql, _params(fields, self.inserts[table].values()))
         for table in sorted(self.updates, key=lambda t: order.get(t, len(order))):
             model = self.models[table]
             key = model._meta.primary_key
             fields = [f for f in model._meta.sorted_fields if f is not key]
             sets = ", ".join(f'"{f.column_name}" = {p}' for f in fields)
             sql = f'UPDATE "{table}" SET {sets} WHERE "{key.column_name}" = {p}'
-            cursor.executemany(sql, [[f.db_value(row.get(f.name)) for f in fields] + [key.db_value(i)]
-                                     for i, row in self.updates[table].items()])
+            cursor.executemany(sql, _params(fields + [key], ({**row, key.name: i}
+                                                            for i, row in self.updates[table].items())))
         if self.log_rows:
             created = ChangeLog._meta.fields["created_at"]
             encode = _ENCODE_PAYLOAD  # the text ChangeLog.append writes: json.dumps(..., ensure_ascii=False, separators)
@@ -167,10 +181,65 @@ class RowCache:
             self.flush()
         except (IntegrityError, DataError) as exc:  # anything else is a crash, and stays one
             raise FlushFailed(str(exc)) from exc
-        if not sql.lstrip()[:9].upper().startswith(_READ_ONLY) and (self.rows or self.memo):
+        if not sql.lstrip()[:9].upper().startswith(_READ_ONLY) and (self.rows or self.memo or self.scopes):
             self.rows.clear()
             self.memo.clear()
+            self.scopes.clear()
             self.stats["cleared"] += 1
+
+
+def _params(fields: list, rows: Iterable[dict[str, Any]]) -> list[list[Any]]:
+    """Each row's values in `fields` order as the driver takes them (a str for a text column as it is)."""
+    plan = [(f.name, f.db_value, _is_text(f)) for f in fields]
+    out = []
+    for row in rows:
+        values = []
+        for name, db_value, text in plan:
+            value = row.get(name)
+            if value is not None and not (text and value.__class__ is str):
+                value = db_value(value)
+            values.append(value)
+        out.append(values)
+    return out
+
+
+def _is_text(field) -> bool:
+    """True when the field stores a str unchanged (text columns, and keys to text ids)."""
+    from peewee import CharField, ForeignKeyField, TextField
+
+    target = field.rel_field if isinstance(field, ForeignKeyField) else field
+    return isinstance(target, (CharField, TextField)) and type(target).db_value in (CharField.db_value,
+                                                                                    TextField.db_value)
+
+
+_SCOPE_PARENTS: set[str] = set()
+
+
+def _scope_parents() -> set[str]:
+    """Tables a record's scope may be read through: every table a synced model points to."""
+    if not _SCOPE_PARENTS:
+        from .base import SYNCED_MODELS
+        from peewee import ForeignKeyField
+
+        _SCOPE_PARENTS.update(f.rel_model._meta.table_name for m in SYNCED_MODELS.values()
+                              for f in m._meta.sorted_fields if isinstance(f, ForeignKeyField))
+    return _SCOPE_PARENTS
+
+
+def scope_of(model, record_id: Any, compute, tag: str = "") -> Any:
+    """`compute()` (the scope of a record the batch points to), remembered for the batch while valid.
+
+    `tag` tells apart callers whose answers differ for the same record (e.g. None versus an error
+    for a missing one); a `compute()` that raises is not remembered."""
+    cache = _active.get()
+    if cache is None:
+        return compute()
+    key = (model._meta.table_name, record_id, tag)
+    cache.scope_tags.add(tag)
+    scopes = cache.scopes
+    if key not in scopes:
+        scopes[key] = compute()
+    return scopes[key]
 
 
 def install(database) -> None:

@@ -28,7 +28,7 @@ from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
 from models.base import (META_COLUMNS, _short, _to_json, as_record, column_stamps, model_spec, sparse_stamps,
                          utcnow)
 from models.clock import decode
-from models.rowcache import active, peek_row
+from models.rowcache import active, peek_row, scope_of
 from models.sync_state import Conflict, DeadLetter
 
 try:  # The write policy (trust boundary) lives with the models; absent in older trees.
@@ -170,7 +170,8 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
             return outcome
 
     # Straight into __data__ (a model's constructor would make a new id and times it then discards).
-    now = utcnow()
+    cache = active()
+    now = cache.now if cache is not None else utcnow()
     merged = as_record(model, {**data, "hlc": "", "stamps": "", "updated_at": now})
     merged._is_new = current is None
     merged._from_sync = True
@@ -203,7 +204,6 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
     merged_data = merged.__data__
     row = {name: merged_data.get(name) for name in spec.names}
     row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=now)
-    cache = active()
     if current is None:
         row.update(id=record_id, owner=data["owner"])
         if cache is not None:
@@ -264,8 +264,12 @@ def _log_applied(model, record_id, row, by_column, applied, incoming, data, orig
     `scope` is the record's scope after the change when the scope check worked it out (nothing the
     merge writes in between changes it); otherwise it is worked out here."""
     top = max(incoming[c] for c in applied)
-    out = {"fields": {c: _to_json(row[by_column[c].name]) for c in applied}, "owner": data.get("owner") or "",
-           **actor}
+    temporal = model_spec(model).temporal
+    values = {}
+    for c in applied:
+        name = by_column[c].name
+        values[c] = _to_json(row[name]) if name in temporal else row[name]
+    out = {"fields": values, "owner": data.get("owner") or "", **actor}
     older = {c: incoming[c] for c in applied if incoming[c] != top}
     if older:
         out["stamps"] = older
@@ -273,7 +277,7 @@ def _log_applied(model, record_id, row, by_column, applied, incoming, data, orig
         scope = merged.sync_scope()
     cache = active()
     if cache is not None:
-        cache.log((model._meta.table_name, record_id, top, origin, scope, out, utcnow()))
+        cache.log((model._meta.table_name, record_id, top, origin, scope, out, cache.now))
     else:
         ChangeLog.append(model._meta.table_name, record_id, top, origin, scope, out)
 
@@ -370,17 +374,22 @@ def check_parent_scope(model: type[SyncedModel], merged: SyncedModel, applied: l
         target = merged.__data__.get(fk.name)
         if target is None or target == record_id:
             continue
-        parent = _as_record(fk.rel_model, peek_row(fk.rel_model, target))
-        if parent is None:
-            continue
-        try:
-            scope = parent.sync_scope()
-        except ValidationError:
-            continue
-        if scope not in ("*", pusher):
+        scope = scope_of(fk.rel_model, target, lambda: _stored_scope(fk.rel_model, target))
+        if scope is not None and scope not in ("*", pusher):
             raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
                                            f"bản ghi {fk.rel_model._meta.table_name}/{target} mà nó trỏ tới đã "
                                            f"chuyển sang phạm vi {scope} (chuyển chi bộ hoặc bàn giao).")
+
+
+def _stored_scope(model: type[SyncedModel], record_id: str) -> str | None:
+    """The scope of a stored record, or None when it is missing or its own parent is."""
+    record = _as_record(model, peek_row(model, record_id))
+    if record is None:
+        return None
+    try:
+        return record.sync_scope()
+    except ValidationError:
+        return None
 
 
 def _as_record(model: type[SyncedModel], row: dict[str, Any] | None) -> SyncedModel | None:

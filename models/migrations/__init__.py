@@ -86,6 +86,32 @@ STEPS: list = [widen_node_clock_skew, step_per_column_stamps, _meeting_hold, _me
 SCHEMA_VERSION = 1 + len(STEPS)
 
 
+def drop_unused_indexes(models) -> None:
+    """Drop indexes an older release created and this one does not declare (idempotent; no schema step).
+
+    The stamp (`hlc`) of every synced table, and a foreign key's own index where a composite index
+    now starts with it: nothing reads through them and each costs every write (issue 10). A
+    foreign key's index is dropped only when the composite index is really there.
+    """
+    from peewee import ForeignKeyField
+
+    for model in models:
+        table = model._meta.table_name
+        if not db.table_exists(table):
+            continue
+        present = {i.name: i.columns for i in db.get_indexes(table)}
+        stamp = model._meta.fields.get("hlc")
+        unused = [f"{table}_hlc"] if stamp is not None and not stamp.index else []
+        for field in model._meta.sorted_fields:
+            if isinstance(field, ForeignKeyField) and not field.index and not field.unique:
+                name = f"{table}_{field.column_name}"
+                if any(cols[0] == field.column_name and len(cols) > 1 for n, cols in present.items() if n != name):
+                    unused.append(name)
+        for name in unused:
+            if name in present:
+                db.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
+
+
 def _migrator():
     target = db.obj
     return PostgresqlMigrator(target) if isinstance(target, PostgresqlDatabase) else SqliteMigrator(target)
@@ -102,6 +128,7 @@ def db_up(models) -> int:
                 step(_migrator())
                 current = number
         SyncState.set_value("schema_version", str(current))
+        drop_unused_indexes(models)
         if SyncState.get_value(DB_ID) is None:
             SyncState.set_value(DB_ID, str(uuid.uuid4()))
             SyncState.set_value(DB_GENERATION, "1")
