@@ -88,11 +88,15 @@ class RowCache:
         columns = ", ".join(f'"{f.column_name}"' for f in fields)
         key = model._meta.primary_key.column_name
         cursor = self.database.cursor()
+        array = hasattr(cursor, "copy")  # PostgreSQL: one array parameter (a long IN list is slow to parse)
         for start in range(0, len(wanted), _CHUNK):
             part = wanted[start:start + _CHUNK]
-            marks = ", ".join([self.database.param] * len(part))
             with _driver_errors:  # driver errors become peewee's, as for any other query
-                cursor.execute(f'SELECT {columns} FROM "{table}" WHERE "{key}" IN ({marks})', part)
+                if array:
+                    cursor.execute(f'SELECT {columns} FROM "{table}" WHERE "{key}" = ANY(%s)', (part,))
+                else:
+                    marks = ", ".join([self.database.param] * len(part))
+                    cursor.execute(f'SELECT {columns} FROM "{table}" WHERE "{key}" IN ({marks})', part)
             self.stats["queries"] += 1
             for raw in cursor.fetchall():
                 row = {f.name: (f.python_value(v) if v is not None else None) for f, v in zip(fields, raw)}
@@ -151,11 +155,15 @@ class RowCache:
         order = {m._meta.table_name: n for n, m in enumerate(ALL_MODELS)}
         cursor = self.database.cursor()
         p = self.database.param
+        copy = hasattr(cursor, "copy")  # PostgreSQL (psycopg 3): COPY, one stream instead of a statement per row
         for table in sorted(self.inserts, key=lambda t: order.get(t, len(order))):
             model = self.models[table]
             fields = model._meta.sorted_fields
-            sql = (f'INSERT INTO "{table}" ({", ".join(chr(34) + f.column_name + chr(34) for f in fields)}) '
-                   f'VALUES ({", ".join([p] * len(fields))})')
+            columns = ", ".join(chr(34) + f.column_name + chr(34) for f in fields)
+            if copy:
+                _copy_rows(cursor, f'COPY "{table}" ({columns}) FROM STDIN', _params(fields, self.inserts[table].values()))
+                continue
+            sql = f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join([p] * len(fields))})'
             cursor.executemany(sql, _params(fields, self.inserts[table].values()))
         for table in sorted(self.updates, key=lambda t: order.get(t, len(order))):
             model = self.models[table]
@@ -168,10 +176,13 @@ class RowCache:
         if self.log_rows:
             created = ChangeLog._meta.fields["created_at"]
             encode = _ENCODE_PAYLOAD  # the text ChangeLog.append writes: json.dumps(..., ensure_ascii=False, separators)
-            cursor.executemany(
-                f'INSERT INTO "change_log" ("table", "record_id", "hlc", "origin", "scope", "payload", '
-                f'"created_at") VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
-                [(t, r, h, o, s, encode(payload), created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows])
+            rows = [(t, r, h, o, s, encode(payload), created.db_value(at)) for t, r, h, o, s, payload, at in self.log_rows]
+            columns = '"table", "record_id", "hlc", "origin", "scope", "payload", "created_at"'
+            if copy:  # sequence numbers are taken in row order, as with one INSERT per row
+                _copy_rows(cursor, f'COPY "change_log" ({columns}) FROM STDIN', rows)
+            else:
+                cursor.executemany(f'INSERT INTO "change_log" ({columns}) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})',
+                                   rows)
 
     # -- the guard -----------------------------------------------------------------------------
     def before_statement(self, sql: str) -> None:
@@ -186,6 +197,13 @@ class RowCache:
             self.memo.clear()
             self.scopes.clear()
             self.stats["cleared"] += 1
+
+
+def _copy_rows(cursor, sql: str, rows: list) -> None:
+    """Stream rows into a PostgreSQL table with COPY (a refused row fails the whole COPY, like executemany)."""
+    with cursor.copy(sql) as stream:
+        for row in rows:
+            stream.write_row(row)
 
 
 def _params(fields: list, rows: Iterable[dict[str, Any]]) -> list[list[Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import DefaultCookiePolicy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
@@ -310,38 +311,53 @@ def verify_scope(client: CentralClient, node_id: str, config: Mapping[str, Any],
 
 def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], limits: dict,
              report: SyncReport, say: Progress) -> None:
-    """Push batches until the outbox is empty; changes central sets aside are acknowledged and listed."""
+    """Push batches until the outbox is empty; changes central sets aside are acknowledged and listed.
+
+    Batches go one at a time, each after the previous one was acknowledged (central applies them in
+    order). While one is on the wire the next is read from the outbox and encoded (reading ahead: the
+    sender waits on the network, not on Python); it is thrown away if the answer is not a plain ack.
+    """
     size = setting(config, "SYNC_BATCH_SIZE")
     if limits.get("max_batch_changes"):
         size = min(size, int(limits["max_batch_changes"]))
     max_bytes = int(limits.get("max_request_bytes") or 0) or None
     db_id, generation = database_identity()
-    while True:
+    send = getattr(client, "post_encoded", None)  # a transport without it (tests/sync_sim.py) gets the dict
+    sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chibo-push") if send is not None else None
+    try:
         batch = next_batch(node_id, SCHEMA_VERSION, size, max_bytes)
-        if batch is None:
-            return
-        send = getattr(client, "post_encoded", None)
-        if send is not None:
-            # The body is the batch's canonical JSON, built around the changes encoded once for the hash.
-            status, body = send("/push", batch.canonical_body(db_id=db_id, generation=generation))
-        else:  # a transport without it (tests/sync_sim.py) gets the dict
-            wire = batch.to_wire()
-            wire.update(db_id=db_id, generation=generation)
-            status, body = client.call("POST", "/push", json=wire)
-        if status == 401 or status >= 500 or status == 426:
-            raise SyncError(_refusal_message(status, body, "lô thay đổi"), status, body.get("error", ""))
-        if status != 200:
-            # The whole batch was refused (its envelope): keep it queued and say so; pulling goes on.
-            report.errors.append(_refusal_message(status, body, f"lô {batch.from_seq}–{batch.to_seq}"))
-            say(report.errors[-1])
-            return
-        acknowledge(int(body.get("ack_seq", batch.to_seq)))
-        report.pushed += len(batch.changes)
-        report.batches += 1
-        aside = body.get("set_aside") if isinstance(body.get("set_aside"), list) else []
-        report.set_aside += len(aside)
-        say(f"Đã gửi lô {report.batches}: {len(batch.changes)} thay đổi (số {batch.from_seq}–{batch.to_seq})"
-            + (f", {len(aside)} thay đổi bị trung tâm để riêng." if aside else "."))
+        while batch is not None:
+            upcoming = None
+            if sender is not None:
+                # The body is the batch's canonical JSON, built around the changes encoded once for the hash.
+                answer = sender.submit(send, "/push", batch.canonical_body(db_id=db_id, generation=generation))
+                upcoming = next_batch(node_id, SCHEMA_VERSION, size, max_bytes, after_seq=batch.to_seq)
+                status, body = answer.result()
+            else:
+                wire = batch.to_wire()
+                wire.update(db_id=db_id, generation=generation)
+                status, body = client.call("POST", "/push", json=wire)
+            if status == 401 or status >= 500 or status == 426:
+                raise SyncError(_refusal_message(status, body, "lô thay đổi"), status, body.get("error", ""))
+            if status != 200:
+                # The whole batch was refused (its envelope): keep it queued and say so; pulling goes on.
+                report.errors.append(_refusal_message(status, body, f"lô {batch.from_seq}–{batch.to_seq}"))
+                say(report.errors[-1])
+                return
+            ack = int(body.get("ack_seq", batch.to_seq))
+            acknowledge(ack)
+            report.pushed += len(batch.changes)
+            report.batches += 1
+            aside = body.get("set_aside") if isinstance(body.get("set_aside"), list) else []
+            report.set_aside += len(aside)
+            say(f"Đã gửi lô {report.batches}: {len(batch.changes)} thay đổi (số {batch.from_seq}–{batch.to_seq})"
+                + (f", {len(aside)} thay đổi bị trung tâm để riêng." if aside else "."))
+            if upcoming is None or ack != batch.to_seq:
+                upcoming = next_batch(node_id, SCHEMA_VERSION, size, max_bytes)  # from what central acknowledged
+            batch = upcoming
+    finally:
+        if sender is not None:
+            sender.shutdown(wait=True)
 
 
 def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncReport, say: Progress) -> None:
