@@ -290,6 +290,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--records", type=int, default=10000)
     parser.add_argument("--history", type=int, default=200, help="meetings per cell written at central first")
+    parser.add_argument("--push-batch", type=int, help="the field node's SYNC_BATCH_SIZE (default: the app's)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-pouchdb", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (for --apply-only)")
@@ -311,6 +312,8 @@ def main() -> None:
     try:
         field_env = env_for(tmp, "field", "doi-1", free_port(), CHIBO_CENTRAL_URL=f"http://127.0.0.1:{port}",
                             CHIBO_SYNC_TOKEN=token)
+        if args.push_batch:
+            field_env["CHIBO_SYNC_BATCH_SIZE"] = str(args.push_batch)
         field = Field(field_env)
         first = field.ask("psync" if os.environ.get("CHIBO_PROFILE_PULL") else "sync")
         print(f"# first pull: {first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
