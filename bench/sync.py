@@ -9,6 +9,8 @@ What it measures, with real parts (SQLite files, a real central server process, 
   loopback HTTP by `run_sync` in a warm field process (both sides committed when it returns).
 - pouchdb_10k_s and e2e_ratio_vs_pouchdb: ../shared/peers/pouchdb (10,000 docs, PouchDB replication to
   an express-pouchdb server, in memory), run interleaved with ours when Node.js is present.
+- sqlite_write_floor_changes_per_s: SQLite alone writing the rows the SQLite apply wrote (same batches,
+  indexes and pragmas, plain executemany): the ceiling of the apply rate with a merge that cost nothing.
 - first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history).
 - noop_sync_ms_small / noop_sync_ms_200k: a sync with nothing to do, before and after central's feed
   holds 200,000 more of the node's own changes.
@@ -207,6 +209,43 @@ def apply_rate(url: str, batches: list[dict]) -> tuple[float, int]:
     return total / seconds, total
 
 
+def sqlite_write_floor(applied: Path, before: Path, work: Path, size: int = 500) -> float:
+    """SQLite alone: the rows a push wrote (records and change log), written again into central's copy in
+    transactions of `size` changes with plain executemany and the app's pragmas; changes per second.
+
+    What the apply rate would be if the merge, checks and bookkeeping cost nothing (issue 10's profile)."""
+    from models import ALL_MODELS, SQLITE_PRAGMAS
+
+    shutil.copy(before, work)
+    with sqlite3.connect(applied) as source:
+        log = source.execute("SELECT \"table\", record_id, hlc, origin, scope, payload, created_at FROM change_log "
+                             "WHERE origin = 'doi-1' ORDER BY seq").fetchall()
+        rows: dict[str, dict[str, tuple]] = {}
+        order = [m._meta.table_name for m in ALL_MODELS]  # parents first, as the flush writes them
+        for table in sorted({t for t, *_ in log}, key=order.index):
+            ids = {r for t, r, *_ in log if t == table}
+            columns = [c[1] for c in source.execute(f'PRAGMA table_info("{table}")')]
+            found = source.execute(f'SELECT * FROM "{table}"').fetchall()
+            rows[table] = {row[columns.index("id")]: row for row in found if row[columns.index("id")] in ids}
+    conn = sqlite3.connect(work, isolation_level=None)
+    for key, value in SQLITE_PRAGMAS.items():
+        conn.execute(f"PRAGMA {key} = {value}")
+    started = time.perf_counter()
+    for start in range(0, len(log), size):
+        part = log[start:start + size]
+        conn.execute("BEGIN IMMEDIATE")
+        for table in rows:
+            batch = [rows[table].pop(r) for t, r, *_ in part if t == table and r in rows[table]]
+            if batch:
+                conn.executemany(f'INSERT INTO "{table}" VALUES ({", ".join("?" * len(batch[0]))})', batch)
+        conn.executemany('INSERT INTO change_log ("table", record_id, hlc, origin, scope, payload, created_at) '
+                         'VALUES (?, ?, ?, ?, ?, ?, ?)', part)
+        conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return len(log) / seconds
+
+
 def copy_to_postgres(sqlite_path: Path) -> str | None:
     """Central's SQLite data in a fresh PostgreSQL database; its URL, or None when PostgreSQL is absent."""
     try:
@@ -351,6 +390,9 @@ def main() -> None:
         rate, total = apply_rate(f"sqlite:///{work}", [dict(b) for b in batches])
         figures.setdefault("apply_sqlite_changes_per_s", []).append(rate)
         print(f"# rep {rep + 1}: SQLite applied {total} changes at {rate:.0f}/s", flush=True)
+        floor = sqlite_write_floor(work, before_push, tmp / f"floor-{rep}.sqlite3")
+        figures.setdefault("sqlite_write_floor_changes_per_s", []).append(floor)
+        print(f"# rep {rep + 1}: SQLite alone wrote the same rows at {floor:.0f}/s", flush=True)
         if pg_url:
             if rep:
                 pg_url = copy_to_postgres(before_push)
@@ -389,6 +431,8 @@ def apply_only(tmp: Path, args) -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats(os.environ.get("CHIBO_PROFILE_SORT", "cumulative")).print_stats(45)
         print(f"apply_sqlite_changes_per_s={rate:.0f}  ({total} changes)")
+        floor = sqlite_write_floor(work, tmp / "central-before-push.sqlite3", tmp / "floor.sqlite3")
+        print(f"sqlite_write_floor_changes_per_s={floor:.0f}")
         if not args.no_postgres:
             url = copy_to_postgres(tmp / "central-before-push.sqlite3")
             if url:
