@@ -41,6 +41,17 @@ class ClockDriftError(ValueError):
     """A device clock is too far ahead to be trusted (refused at hello, never at start)."""
 
 
+# The usual form of a stamp: whatever matches it, `decode` accepts (one regex call instead of a parse).
+_PLAIN_STAMP = re.compile(r"[0-9]{15}:[0-9]{6}:[a-z0-9][a-z0-9-]{0,31}")
+
+
+def check_stamp(stamp: str) -> None:
+    """Raise ValueError (decode's message) unless `stamp` is a valid stamp; cheap for the usual form."""
+    if stamp.__class__ is str and _PLAIN_STAMP.fullmatch(stamp):
+        return
+    decode(stamp)  # the unusual forms decode accepts too (and the message when it refuses)
+
+
 def decode(stamp: str) -> Stamp:
     """Parse a stamp string; raise ValueError when it is malformed."""
     try:

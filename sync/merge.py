@@ -27,7 +27,7 @@ from peewee import DataError, IntegrityError
 from models import SYNCED_MODELS, ChangeLog, SyncedModel, ValidationError, db
 from models.base import (META_COLUMNS, _short, _to_json, as_record, column_stamps, model_spec, sparse_stamps,
                          utcnow)
-from models.clock import decode
+from models.clock import check_stamp
 from models.rowcache import active, peek_row, scope_of
 from models.sync_state import Conflict, DeadLetter
 
@@ -69,7 +69,7 @@ def check_change_shape(change: Any) -> tuple[type[SyncedModel], str, str, dict[s
     if not isinstance(hlc, str) or not isinstance(payload, dict) or not isinstance(payload.get("fields"), dict):
         raise SetAside("invalid", "Thay đổi thiếu hlc hoặc payload.fields.")
     try:
-        decode(hlc)
+        check_stamp(hlc)
     except ValueError as exc:
         raise SetAside("invalid", str(exc)[:200]) from None
     for key in ("stamps", "base"):
@@ -81,7 +81,7 @@ def check_change_shape(change: Any) -> tuple[type[SyncedModel], str, str, dict[s
         for value in stamps.values():
             if value:
                 try:
-                    decode(value)
+                    check_stamp(value)
                 except ValueError as exc:
                     raise SetAside("invalid", str(exc)[:200]) from None
     seen = payload.get("seen")

@@ -20,7 +20,7 @@ from peewee import DataError, IntegrityError, fn
 
 from models import ChangeLog, Node, ValidationError, clock, db
 from models.base import _short, utcnow, write_transaction
-from models.clock import decode
+from models.clock import check_stamp
 from models.migrations import SCHEMA_VERSION, database_identity
 from models.sync_state import AppliedBatch, DeadLetter
 
@@ -253,7 +253,7 @@ def observe_batch(changes: list[Any]) -> None:
     newest = ""
     for stamp in stamps:
         try:
-            decode(stamp)
+            check_stamp(stamp)
         except ValueError:
             continue
         newest = max(newest, stamp)

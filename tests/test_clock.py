@@ -36,3 +36,39 @@ def test_the_counter_never_overflows_its_width():
     """A million stamps within one millisecond borrow the next millisecond instead of widening."""
     state, stamp = next_stamp((WALL, COUNTER_MAX), WALL, "central")
     assert state == (WALL + 1, 0) and len(stamp) == len(Stamp(WALL, 0, "central").encode())
+
+
+def test_the_quick_stamp_check_accepts_and_refuses_exactly_what_decode_does():
+    """check_stamp (one regex for the usual form) agrees with decode on stamps mutated at random."""
+    import random
+
+    from models.clock import check_stamp
+
+    def accepted(check, stamp):
+        try:
+            check(stamp)
+            return True
+        except ValueError:
+            return False
+
+    rng = random.Random(7)
+    alphabet = "0123456789:abz-_ +\n٣A"
+    seen = {True: 0, False: 0}
+    for _ in range(20000):
+        chars = list("000178000000012:000001:doi-1")
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(chars))
+            kind = rng.random()
+            if kind < 0.4:
+                chars[at] = rng.choice(alphabet)
+            elif kind < 0.7:
+                chars.insert(at, rng.choice(alphabet))
+            else:
+                del chars[at]
+        stamp = "".join(chars)
+        verdict = accepted(decode, stamp)
+        assert accepted(check_stamp, stamp) == verdict, stamp
+        seen[verdict] += 1
+    assert seen[True] > 1000 and seen[False] > 1000  # both kinds were really tried
+    for odd in (None, 5, "", "000178000000012:000001:doi-1\n", "+00178000000012:000001:doi-1"):
+        assert accepted(check_stamp, odd) == accepted(decode, odd), odd
