@@ -112,7 +112,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
         # at one meeting): the writer had seen nothing, so every differing column is a conflict.
         base = dict.fromkeys(fields, "")
     incoming = {c: stamps_in.get(c) or hlc for c in fields} if stamps_in else dict.fromkeys(fields, hlc)
-    if pusher is not None:
+    if pusher is not None and not (not stamps_in and hlc.split(":", 2)[-1] == pusher):  # usual: one own stamp
         # The stamps were checked by check_change_shape: the node is what follows the second colon.
         foreign = sorted({s.split(":", 2)[-1] for s in set(incoming.values())} - {pusher})
         if foreign:
@@ -351,6 +351,8 @@ def _check_scope(model: type[SyncedModel], current: dict | None, merged: SyncedM
         scopes.append(merged.sync_scope())
     except ValidationError as exc:
         raise SetAside("missing_parent", f"Không xác định được phạm vi của bản ghi: {exc}") from None
+    if scopes[0] == pusher and scopes[-1] == pusher:  # the usual case
+        return pusher
     others = sorted(set(s for s in scopes if s != pusher))
     if others:
         raise SetAside("out_of_scope", f"Nút {pusher} không được ghi bản ghi {model._meta.table_name}/{record_id}: "
