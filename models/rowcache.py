@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 
 from peewee import DataError, IntegrityError
 from peewee import __exception_wrapper__ as _driver_errors
@@ -206,28 +207,58 @@ def _copy_rows(cursor, sql: str, rows: list) -> None:
             stream.write_row(row)
 
 
-def _params(fields: list, rows: Iterable[dict[str, Any]]) -> list[list[Any]]:
-    """Each row's values in `fields` order as the driver takes them (a str for a text column as it is)."""
-    plan = [(f.name, f.db_value, _is_text(f)) for f in fields]
+def _params(fields: list, rows: Iterable[dict[str, Any]]) -> list[Any]:
+    """Each row's values in `fields` order as the driver takes them (`field.db_value` of each value).
+
+    For peewee's own field types `db_value` returns a value of the right Python type unchanged (a str
+    for a text column, a datetime for a timestamp…), and whether it does depends only on the type. So
+    the values are taken with one C call per row, and `db_value` runs only for rows whose tuple of value
+    types is not known to pass unchanged (found out once per tuple of types, by running it)."""
+    names = [f.name for f in fields]
+    getter = operator.itemgetter(*names) if len(names) > 1 else (lambda row: (row[names[0]],))
+    plain = all(_type_decides(f) for f in fields)
+    passing: dict[tuple, bool] = {}
     out = []
     for row in rows:
-        values = []
-        for name, db_value, text in plan:
-            value = row.get(name)
-            if value is not None and not (text and value.__class__ is str):
-                value = db_value(value)
-            values.append(value)
-        out.append(values)
+        try:
+            values = getter(row)
+        except KeyError:  # a row without every field: the slow way
+            out.append([None if row.get(f.name) is None else f.db_value(row.get(f.name)) for f in fields])
+            continue
+        if plain:
+            types = tuple(map(type, values))
+            known = passing.get(types)
+            if known is None:
+                known = passing[types] = all(v is None or f.db_value(v) is v for f, v in zip(fields, values))
+            if known:
+                out.append(values)
+                continue
+        out.append([None if v is None else f.db_value(v) for f, v in zip(fields, values)])
     return out
 
 
-def _is_text(field) -> bool:
-    """True when the field stores a str unchanged (text columns, and keys to text ids)."""
-    from peewee import CharField, ForeignKeyField, TextField
+def _type_decides(field) -> bool:
+    """True when the field's db_value is peewee's own, whose result depends on the value's type alone."""
+    from peewee import ForeignKeyField
 
-    target = field.rel_field if isinstance(field, ForeignKeyField) else field
-    return isinstance(target, (CharField, TextField)) and type(target).db_value in (CharField.db_value,
-                                                                                    TextField.db_value)
+    if isinstance(field, ForeignKeyField):
+        return type(field).db_value is ForeignKeyField.db_value and _type_decides(field.rel_field)
+    return type(field).db_value is _PEEWEE_DB_VALUE and getattr(type(field), "adapt", None) in _PEEWEE_ADAPTS
+
+
+def _peewee_adapts() -> set:
+    """The `adapt` of peewee's text, number, boolean and date/time fields (a type check and a conversion)."""
+    import peewee
+
+    kinds = (peewee.CharField, peewee.TextField, peewee.IntegerField, peewee.BigIntegerField, peewee.AutoField,
+             peewee.BooleanField, peewee.FloatField, peewee.DateTimeField, peewee.DateField, peewee.TimeField)
+    return {kind.adapt for kind in kinds}
+
+
+from peewee import Field as _Field  # noqa: E402 - used by the two helpers above
+
+_PEEWEE_DB_VALUE = _Field.db_value
+_PEEWEE_ADAPTS = _peewee_adapts()
 
 
 _SCOPE_PARENTS: set[str] = set()
