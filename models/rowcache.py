@@ -284,11 +284,12 @@ def scope_of(model, record_id: Any, compute, tag: str = "") -> Any:
     if cache is None:
         return compute()
     key = (model._meta.table_name, record_id, tag)
-    cache.scope_tags.add(tag)
     scopes = cache.scopes
-    if key not in scopes:
-        scopes[key] = compute()
-    return scopes[key]
+    found = scopes.get(key, _UNKNOWN)
+    if found is _UNKNOWN:
+        cache.scope_tags.add(tag)
+        found = scopes[key] = compute()
+    return found
 
 
 def install(database) -> None:

@@ -202,7 +202,7 @@ def apply_change(model: type[SyncedModel], record_id: str, hlc: str, payload: di
 
     new_hlc = max(new_stamps.values())
     merged_data = merged.__data__
-    row = {name: merged_data.get(name) for name in spec.names}
+    row = dict(zip(spec.names, map(merged_data.get, spec.names)))
     row.update(hlc=new_hlc, stamps=sparse_stamps(new_stamps, new_hlc), updated_at=now)
     if current is None:
         row.update(id=record_id, owner=data["owner"])
@@ -263,7 +263,7 @@ def _log_applied(model, record_id, row, by_column, applied, incoming, data, orig
 
     `scope` is the record's scope after the change when the scope check worked it out (nothing the
     merge writes in between changes it); otherwise it is worked out here."""
-    top = max(incoming[c] for c in applied)
+    top = max(map(incoming.__getitem__, applied))
     temporal = model_spec(model).temporal
     values = {}
     for c in applied:
