@@ -24,6 +24,11 @@ Parents come before children (models in foreign-key order) and each record is se
 Which records are under a moved one is found from the foreign keys of every registered synced model,
 so models added later are covered without touching this module. Handover rows are recognised by the
 first key of their payload and never count as a move themselves.
+Speed (issue 10): a pass reads by the set (`Reader`): the records under a moved one level by level, one
+query per foreign key and chunk of ids; told scopes one query per chunk; each model's scope computed
+once per distinct input (a roll call's marks share their meeting's); the rows are written with one
+`executemany`. It plans exactly the rows the record-by-record code planned
+(tests/test_sync_handover_speed.py keeps that code and compares).
 """
 from __future__ import annotations
 
@@ -114,7 +119,7 @@ def records_of_cell(model: type[SyncedModel], cell_id: str):
 # -- reading a pass's records as sets --------------------------------------------------------------
 
 class _Reads(dict):
-    """A record's field values that note which fields are read (see `Reader.scope`)."""
+    """A copy of a record's field values that notes which fields are read (see `Reader.scope`)."""
 
     __slots__ = ("read",)
 
@@ -129,6 +134,26 @@ class _Reads(dict):
     def __contains__(self, key):
         self.read.append(key)
         return dict.__contains__(self, key)
+
+    def _all(self):
+        """Reading the whole record: every field counts as read."""
+        self.read.extend(dict.keys(self))
+        return self
+
+    def __iter__(self):
+        return dict.__iter__(self._all())
+
+    def keys(self):
+        return dict.keys(self._all())
+
+    def values(self):
+        return dict.values(self._all())
+
+    def items(self):
+        return dict.items(self._all())
+
+    def copy(self):
+        return dict(dict.items(self._all()))
 
 
 class Reader:
@@ -219,7 +244,7 @@ class Reader:
         data = record.__data__
         for names, answers in patterns:
             try:
-                values = tuple(data.get(n) for n in names)
+                values = tuple(data.get(n, _UNREAD) for n in names)
                 if values in answers:
                     return answers[values]
             except TypeError:  # a value that cannot be a key: compute it
@@ -231,9 +256,12 @@ class Reader:
             scope = _scope_of(record)
         finally:
             record.__data__ = data
+        if not dict.__eq__(tracked, data):  # it wrote to the record: keep that, and remember nothing
+            data.update(tracked)
+            return scope
         names = tuple(dict.fromkeys(tracked.read))
         try:
-            values = tuple(data.get(n) for n in names)
+            values = tuple(data.get(n, _UNREAD) for n in names)
             for known, answers in patterns:
                 if known == names:
                     answers[values] = scope
@@ -460,11 +488,12 @@ def plan_move(move: Move, plan: Plan, include_root: bool, reader: Reader | None 
     scopes = [reader.scope(record) for record in records]
     _read_parents([r for r, s in zip(records, scopes) if s not in (None, "*", move.new)
                    and getattr(type(r), "sync_context", True)], move.new, reader)
-    for record, scope in zip(records, scopes):
+    for index, (record, scope) in enumerate(zip(records, scopes)):
         if scope is None or scope == "*":
             continue
         before = told.get((record._meta.table_name, record.id))
-        is_root = record is move.record
+        # By position: the reader hands back the root itself if it is also found under itself (a cycle).
+        is_root = include_root and index == 0
         if scope == move.new:
             if is_root or before != move.new:
                 plan.add(record, move.new, "state", scope)
