@@ -135,6 +135,11 @@ def nodes_register(node_id, name, cells):
         if codes:
             _assign(codes, node_id)
     click.echo(f"Nút {node_id} đã đăng ký; quản lý {len(found)} chi bộ.")
+    if codes:  # as `nodes assign` does: the cells' records are handed over now, not on the node's first pull
+        from sync.scope import rehome_cells
+
+        logged = rehome_cells(origin=str(current_app.config.get("NODE_ID", "central")))
+        click.echo(f"Đã chuẩn bị {logged} bản ghi bàn giao cho lần đồng bộ đầu tiên của nút.")
     if existed:
         click.echo("Nút đã có từ trước: mã đồng bộ cũ hết hiệu lực. (Chỉ chuyển chi bộ mà không đổi mã: "
                    "flask --app app nodes assign.)")

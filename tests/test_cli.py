@@ -52,6 +52,24 @@ def test_nodes_register_prints_a_token_once_and_stores_only_its_hash(runner, app
         assert Node.authenticate(token) is None
 
 
+def test_registering_a_node_with_cells_hands_their_records_over_at_once(runner, app, org):
+    """As `nodes assign` does: the cells' members (written before the node existed) are in the node's
+    feed when the command returns, so the node's first pull only reads; a second pass finds nothing."""
+    from sync.scope import rehome_cells
+
+    with app.app_context(), db.connection_context():
+        members = {m.id for m in Member.select().where(Member.cell == Cell.get(Cell.code == "CB02").id)}
+    assert members
+    result = runner.invoke(args=["nodes", "register", "doi-1", "--cells", "CB02"])
+    assert result.exit_code == 0, result.output
+    assert "bản ghi bàn giao" in result.output
+    with app.app_context(), db.connection_context():
+        handed = {r.record_id for r in ChangeLog.select().where((ChangeLog.scope == "doi-1")
+                                                                  & (ChangeLog.table == "member"))}
+        assert members <= handed
+        assert rehome_cells() == 0
+
+
 def test_nodes_register_refuses_unknown_cells(runner, org):
     """An unknown cell code is named and nothing is registered."""
     result = runner.invoke(args=["nodes", "register", "doi-2", "--cells", "CB99"])
