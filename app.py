@@ -63,6 +63,8 @@ DEFAULTS = {
     # `python app.py --reset-database`: recreate a database made for another role or node, if it
     # holds nothing but reference data.
     "RESET_DATABASE": False,
+    # Keep database connections between requests (`python app.py` turns it on: a served node).
+    "DB_POOL": False,
     # How many reverse proxies stand in front (their X-Forwarded-For/Proto/Host are then trusted).
     "TRUSTED_PROXIES": 0,
 }
@@ -92,7 +94,7 @@ def create_app(config: dict | None = None) -> Flask:
     offset = int(app.config.get("CLOCK_OFFSET_MS") or 0) / 1000
     clock._wall = (lambda: time.time() + offset) if offset else time.time
     configure_writer(app.config["ROLE"], str(app.config["NODE_ID"]))
-    init_db(app.config["DATABASE_URL"])
+    init_db(app.config["DATABASE_URL"], pooled=bool(app.config.get("DB_POOL")))
     with db.connection_context():
         db_up(ALL_MODELS)
         # The role is settled before anything is written: a database keeps the node it was made for.
@@ -185,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     from models.identity import DatabaseNotEmpty
 
     try:
-        app = create_app({"DEMO": True} if args.demo else {"RESET_DATABASE": True} if args.reset_database else None)
+        app = create_app({"DEMO": True, "DB_POOL": True} if args.demo else {"RESET_DATABASE": True}
+                         if args.reset_database else {"DB_POOL": True})
     except (IdentityMismatch, DatabaseNotEmpty) as exc:
         raise SystemExit(f"Không khởi động được: {exc}") from None
     if args.reset_database:

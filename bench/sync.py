@@ -344,7 +344,11 @@ def main() -> None:
     central = env_for(tmp, "central", "central", port)
     run(central, "demo")
     run(central, "-c", CENTRAL_HISTORY, str(args.history))
-    token = run(central, "nodes", "register", "doi-1", "--cells", "CB02,CB03").strip().splitlines()[-1]
+    started = time.perf_counter()
+    registered = run(central, "nodes", "register", "doi-1", "--cells", "CB02,CB03").strip().splitlines()
+    print(f"# nodes register (a new process; hands over the cells' records: {registered[-3].strip()}) "
+          f"{time.perf_counter() - started:.2f} s", flush=True)
+    token = registered[-1]
     server = start_server(central, port)
     figures: dict[str, list[float]] = {}
     field = None
