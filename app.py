@@ -34,7 +34,9 @@ DEFAULTS = {
     "DEMO": False,
     "HOST": "127.0.0.1",
     "PORT": 5000,
-    "SYNC_BATCH_SIZE": 500,
+    # Changes per push batch: 1,000 rather than 500 made 10,000 marks reach central 25 % sooner (fewer
+    # commits and requests; bench/sync.py) while a batch holds central's write lock ~0.1 s.
+    "SYNC_BATCH_SIZE": 1000,
     "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
     # A device clock further ahead of central's than this is refused at hello (stamps never are).
     "SYNC_MAX_CLOCK_AHEAD_MS": 5 * 60 * 1000,

@@ -54,3 +54,27 @@ def test_sparse_stamps_shortcut():
     """All columns at the row's stamp: '' (said without sorting); otherwise the listed forms."""
     assert sparse_stamps({"a": "2", "b": "2"}, "2") == ""
     assert sparse_stamps({"a": "1", "b": "2"}, "2") == '{"a":"1"}'
+
+
+def test_the_reused_payload_encoder_writes_what_json_dumps_writes():
+    """The change log's payload text is json.dumps(..., ensure_ascii=False, compact) for any JSON value."""
+    import json
+    import random
+
+    from models.rowcache import _ENCODE_PAYLOAD
+
+    rng = random.Random(3)
+
+    def value(depth=0):
+        roll = rng.random()
+        if depth < 2 and roll < 0.15:
+            return {f"k{i}é": value(depth + 1) for i in range(rng.randint(0, 4))}
+        if depth < 2 and roll < 0.25:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return rng.choice([None, True, False, 0, -5, 2 ** 70, 1.5, 1e-300, "", "Nguyễn Văn A", "a\"b\\c\n\u2028",
+                           "\x00x", "😀", float("nan")])
+    for _ in range(5000):
+        payload = {"fields": {f"c{i}": value() for i in range(rng.randint(0, 8))}, "owner": "doi-1"}
+        assert _ENCODE_PAYLOAD(payload) == json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    with pytest.raises(TypeError):
+        _ENCODE_PAYLOAD({"fields": {"x": object()}})
