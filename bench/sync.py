@@ -366,7 +366,7 @@ def main() -> None:
         before_push = tmp / "central-before-push.sqlite3"
         snapshot(tmp / "central.sqlite3", before_push)
         for rep in range(args.reps):
-            wrote = field.ask(f"write {args.records} {rep * 2000}")
+            wrote = field.ask(f"write {args.records} {rep * (args.records // 20 + 50)}")  # days apart: no two meetings on a day
             if rep == 0:
                 snapshot(tmp / "doi-1.sqlite3", tmp / "field-outbox.sqlite3")
             pushed = field.ask("psync" if os.environ.get("CHIBO_PROFILE_PUSH") and rep == 0 else "sync")
