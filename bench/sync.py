@@ -320,7 +320,7 @@ def grow_feed(central_db: Path, count: int) -> None:
         conn.executemany(
             "INSERT INTO change_log (\"table\", record_id, hlc, origin, scope, payload, created_at) "
             "VALUES ('attendance', ?, ?, 'doi-1', 'doi-1', '{\"fields\":{}}', '2020-01-01 00:00:00')",
-            ((f"00000000-0000-0000-0000-{i:012d}", f"0000000000001:0000:doi-1") for i in range(count)))
+            ((f"00000000-0000-0000-0000-{i:012d}", "0000000000001:0000:doi-1") for i in range(count)))
 
 
 def main() -> None:
