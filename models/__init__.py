@@ -48,6 +48,7 @@ ALL_MODELS = [
     ReportVisit,
 ]
 
+
 def _skip_prefix_indexes(models) -> None:
     """Don't index a foreign key on its own when a composite index of the model starts with it.
 
@@ -62,6 +63,7 @@ def _skip_prefix_indexes(models) -> None:
 
 
 _skip_prefix_indexes(ALL_MODELS)
+
 
 def _sqlite_adapters() -> None:
     """Store dates and times in SQLite as Python's default adapters do (`isoformat`, a space before the time).

@@ -29,7 +29,6 @@ _READ_ONLY = ("SELECT", "SAVEPOINT", "RELEASE", "BEGIN", "PRAGMA")
 _CHUNK = 400  # ids per IN (...) list, below SQLite's limit on bound variables
 
 
-
 def _payload_encoder():
     """json.dumps(payload, ensure_ascii=False, separators=(",", ":")) for the change log, made once.
 
@@ -178,11 +177,11 @@ class RowCache:
             model = self.models[table]
             fields = model._meta.sorted_fields
             columns = ", ".join(chr(34) + f.column_name + chr(34) for f in fields)
+            rows = _params(fields, self.inserts[table].values())
             if copy:
-                _copy_rows(cursor, f'COPY "{table}" ({columns}) FROM STDIN', _params(fields, self.inserts[table].values()))
-                continue
-            sql = f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join([p] * len(fields))})'
-            cursor.executemany(sql, _params(fields, self.inserts[table].values()))
+                _copy_rows(cursor, f'COPY "{table}" ({columns}) FROM STDIN', rows)
+            else:
+                cursor.executemany(f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join([p] * len(fields))})', rows)
         for table in sorted(self.updates, key=lambda t: order.get(t, len(order))):
             model = self.models[table]
             key = model._meta.primary_key
