@@ -14,7 +14,11 @@ What it measures, with real parts (SQLite files, a real central server process, 
 - first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history).
 - noop_sync_ms_small / noop_sync_ms_200k: a sync with nothing to do, before and after central's feed
   holds 200,000 more of the node's own changes.
+- with --link-mbit M: e2e_10k_slow_link_s / e2e_10k_slow_link_plain_s, the same push of `records` new
+  marks through a relay carrying M Mbit/s each way (--link-rtt-ms round trip, 60 by default), with the
+  pushes gzip-compressed and plain, alternating; slow_link_ratio_gzip_vs_plain is their ratio.
 Usage: python bench/sync.py [--reps 3] [--records 10000] [--history 200] [--no-postgres] [--no-pouchdb]
+       [--link-mbit 4 [--link-rtt-ms 60]]
 """
 from __future__ import annotations
 
@@ -68,6 +72,7 @@ from models.meetings import set_attendance
 from models.members import roll_for_cell
 from sync.client import run_sync
 app = create_app()
+DIRECT = app.config["CENTRAL_URL"]
 def write(records, offset):
     cell = Cell.get(Cell.code == "CB02")
     roll = [m for m in roll_for_cell(cell.id) if m.counts_for_attendance]
@@ -91,6 +96,10 @@ for line in sys.stdin:
                 import cProfile
                 profiler = cProfile.Profile()
                 profiler.enable()
+            if words[0] == "sync_via":  # another central address (the slow link) and compression on/off
+                app.config.update(CENTRAL_URL=words[1], SYNC_COMPRESS=int(words[2]))
+            else:
+                app.config.update(CENTRAL_URL=DIRECT, SYNC_COMPRESS=1)
             started = time.perf_counter()
             report = run_sync(app.config)
             if profiler is not None:
@@ -101,6 +110,77 @@ for line in sys.stdin:
                    "errors": report.errors}
     print(json.dumps(out), flush=True)
 """
+
+
+class SlowLink:
+    """A TCP relay to central that carries `mbit` megabits per second each way, with `rtt_ms` round trip.
+
+    A field office's link (ADSL, 3G/4G, a radio link) rather than loopback: what compression of the
+    pushes is for. Each direction paces its bytes and delivers each chunk half the round trip late."""
+
+    def __init__(self, target_port: int, mbit: float, rtt_ms: float):
+        """Listen on a free local port; relay every connection to central."""
+        import queue
+        import threading
+
+        self.rate = mbit * 1_000_000 / 8  # bytes per second
+        self.delay = rtt_ms / 2000
+        self.bytes = {"up": 0, "down": 0}
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        self.listener = listener
+        self.url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+        def pipe(source: socket.socket, sink: socket.socket, direction: str) -> None:
+            chunks: queue.Queue = queue.Queue()
+
+            def read() -> None:
+                while True:
+                    try:
+                        data = source.recv(16384)
+                    except OSError:
+                        data = b""
+                    chunks.put((time.monotonic(), data))
+                    if not data:
+                        return
+
+            threading.Thread(target=read, daemon=True).start()
+            free_at = 0.0
+            while True:
+                arrived, data = chunks.get()
+                if not data:
+                    try:
+                        sink.shutdown(socket.SHUT_WR)
+                    except OSError:
+                        pass
+                    return
+                free_at = max(free_at, arrived + self.delay) + len(data) / self.rate
+                pause = free_at - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                self.bytes[direction] += len(data)
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    return
+
+        def accept() -> None:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                threading.Thread(target=pipe, args=(client, upstream, "up"), daemon=True).start()
+                threading.Thread(target=pipe, args=(upstream, client, "down"), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    def close(self) -> None:
+        """Stop accepting (open connections end with the process)."""
+        self.listener.close()
 
 
 def free_port() -> int:
@@ -118,6 +198,24 @@ def env_for(tmp: Path, role: str, node: str, port: int, **extra: str) -> dict[st
     return env
 
 
+def slow_link(field: Field, args, rep: int, figures: dict[str, list[float]]) -> None:
+    """The same push of `records` new marks over a slow link, gzip-compressed and plain (order alternates)."""
+    link = SlowLink(int(field.central_port), args.link_mbit, args.link_rtt_ms)
+    try:
+        for compress in ((1, 0) if rep % 2 == 0 else (0, 1)):
+            field.ask(f"write {args.records} {(args.reps + 2 * rep + compress) * (args.records // 20 + 50)}")
+            before = dict(link.bytes)
+            pushed = field.ask(f"sync_via {link.url} {compress}")
+            sent = (link.bytes["up"] - before["up"]) / 1e6
+            key = "e2e_10k_slow_link_s" if compress else "e2e_10k_slow_link_plain_s"
+            figures.setdefault(key, []).append(pushed["seconds"])
+            print(f"# rep {rep + 1}: over {args.link_mbit:g} Mbit/s, {args.link_rtt_ms:g} ms: {pushed['pushed']} "
+                  f"changes {'gzip' if compress else 'plain'} in {pushed['seconds']:.2f} s ({sent:.2f} MB up)",
+                  flush=True)
+    finally:
+        link.close()
+
+
 def run(env: dict[str, str], *args: str) -> str:
     """A CLI command, or a script when args start with -c; its output."""
     command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "flask", "--app", "app", *args]
@@ -129,6 +227,7 @@ class Field:
 
     def __init__(self, env: dict[str, str]):
         """Start it (imports and app set-up happen once, as in a running node)."""
+        self.central_port = env["CHIBO_CENTRAL_URL"].rsplit(":", 1)[-1]
         self.proc = subprocess.Popen([sys.executable, "-c", FIELD_DRIVER], cwd=ROOT, env=env, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
@@ -332,6 +431,9 @@ def main() -> None:
     parser.add_argument("--push-batch", type=int, help="the field node's SYNC_BATCH_SIZE (default: the app's)")
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--no-pouchdb", action="store_true")
+    parser.add_argument("--link-mbit", type=float, default=0,
+                        help="also push over a relay of this many Mbit/s, gzip and plain (0: not measured)")
+    parser.add_argument("--link-rtt-ms", type=float, default=60, help="the slow link's round trip")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (for --apply-only)")
     parser.add_argument("--apply-only", metavar="DIR", help="only the apply figures, on a kept work directory")
     parser.add_argument("--profile", action="store_true", help="with --apply-only: cProfile one SQLite run")
@@ -373,6 +475,8 @@ def main() -> None:
             print(f"# rep {rep + 1}: {wrote['records']} records → {pushed['pushed']} changes pushed in "
                   f"{pushed['seconds']:.2f} s", flush=True)
             figures.setdefault("e2e_10k_records_s", []).append(pushed["seconds"])
+            if args.link_mbit:
+                slow_link(field, args, rep, figures)
             if not args.no_pouchdb:
                 seconds = pouchdb_seconds(args.records)
                 if seconds is not None:
@@ -412,6 +516,10 @@ def main() -> None:
     if figures.get("pouchdb_10k_s"):
         ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
         print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
+    if figures.get("e2e_10k_slow_link_s"):
+        ratio = (statistics.median(figures["e2e_10k_slow_link_s"])
+                 / statistics.median(figures["e2e_10k_slow_link_plain_s"]))
+        print(f"slow_link_ratio_gzip_vs_plain={ratio:.2f}")
     if args.keep:
         print(f"# kept {tmp}")
     else:

@@ -101,6 +101,8 @@ def hello(node: Node, body: Any, config: Mapping[str, Any]) -> dict[str, Any]:
         "clock_skew_ms": skew,
         "max_request_bytes": setting(config, "SYNC_MAX_REQUEST_BYTES"),
         "max_batch_changes": setting(config, "SYNC_MAX_BATCH_CHANGES"),
+        # Push bodies may come gzip-compressed (blueprints/sync_api.py undoes it within the limit above).
+        "request_encodings": ["gzip"],
         "db_id": identity[0],
         "generation": identity[1],
         "feed_seq": feed_high(),

@@ -9,6 +9,7 @@ changes around it are applied: each such test checks both.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import itertools
 import json
 import time
@@ -317,6 +318,69 @@ def test_oversize_request_is_413(app, client, org, token):
     assert counts() == before
 
 
+def push_gzip(client, data: bytes, token: str, encoding: str = "gzip"):
+    """POST already compressed bytes as a field node does (Content-Encoding set)."""
+    return client.post("/sync/v1/push", data=data, content_type="application/json",
+                       headers={"Authorization": f"Bearer {token}", "Content-Encoding": encoding})
+
+
+def test_a_gzip_compressed_push_is_applied_like_a_plain_one(client, org, token):
+    """A node on a slow link gzips its batch: central applies it and answers as for the plain body."""
+    meeting = new_meeting(org)
+    body = batch([change(meeting)])
+    response = push_gzip(client, gzip.compress(json.dumps(body).encode()), token)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["applied"] == 1
+    assert Meeting.get_by_id(meeting.id).title == "Sinh hoạt tại đội"
+    # Sent again plain (the same batch id): a replay, not a second copy.
+    again = push(client, body, token)
+    assert again.status_code == 200 and again.headers.get("X-Chibo-Replay") == "1"
+    assert Meeting.select().where(Meeting.id == meeting.id).count() == 1
+
+
+def test_a_gzip_body_of_several_members_is_read_whole(client, org, token):
+    """gzip allows members one after another; every one is read (nothing is silently dropped)."""
+    raw = json.dumps(batch([change(new_meeting(org)), change(new_meeting(org))])).encode()
+    response = push_gzip(client, gzip.compress(raw[:100]) + gzip.compress(raw[100:]), token)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["applied"] == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped", "not_gzip", "empty"])
+def test_a_damaged_gzip_push_is_400_and_writes_nothing(client, org, token, damage):
+    """Compressed bytes broken on the way are refused as such (bad_gzip), before anything is applied."""
+    packed = gzip.compress(json.dumps(batch([change(new_meeting(org))])).encode())
+    data = {"truncated": packed[:-9], "flipped": packed[:40] + bytes([packed[40] ^ 0xFF]) + packed[41:],
+            "not_gzip": b'{"batch_id": "x"}', "empty": b""}[damage]
+    before = counts()
+    response = push_gzip(client, data, token)
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"] == "bad_gzip"
+    assert "gzip" in response.get_json()["message"]
+    assert counts() == before
+
+
+def test_a_gzip_body_expanding_past_the_limit_is_413(app, client, org, token):
+    """A small compressed body that expands past SYNC_MAX_REQUEST_BYTES is refused, not inflated whole."""
+    app.config["SYNC_MAX_REQUEST_BYTES"] = 100_000
+    bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
+    assert len(bomb) < 100_000
+    before = counts()
+    response = push_gzip(client, bomb, token)
+    assert response.status_code == 413 and response.get_json()["error"] == "too_large"
+    assert "giải nén" in response.get_json()["message"]
+    assert counts() == before
+
+
+def test_a_push_in_another_content_encoding_is_415(client, org, token):
+    """Only gzip (or no coding) is understood; anything else is named in a 415, nothing is applied."""
+    before = counts()
+    response = push_gzip(client, json.dumps(batch([change(new_meeting(org))])).encode(), token, encoding="br")
+    assert response.status_code == 415 and response.get_json()["error"] == "unsupported_encoding"
+    assert "br" in response.get_json()["message"]
+    assert counts() == before
+
+
 def test_too_many_changes_is_413(app, client, org, token):
     """A batch over SYNC_MAX_BATCH_CHANGES is refused."""
     app.config["SYNC_MAX_BATCH_CHANGES"] = 2
@@ -344,6 +408,7 @@ def test_hello_records_versions_and_refuses_another_schema(client, org, token):
     response = client.post("/sync/v1/hello", json=body, headers=headers)
     assert response.status_code == 200
     assert response.get_json()["schema_version"] == SCHEMA_VERSION
+    assert response.get_json()["request_encodings"] == ["gzip"]  # a node may compress its pushes
     node = Node.get_by_id(NODE)
     assert node.last_seen_at is not None and node.app_version == "0.1.0"
     assert 55_000 < node.clock_skew_ms < 65_000

@@ -8,6 +8,7 @@ end with the same records, each once.
 """
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -32,12 +33,16 @@ with app.app_context(), db.connection_context():
 
 
 class Relay:
-    """An HTTP relay to central that, for the push numbered `lose`, forwards it and drops central's answer."""
+    """An HTTP relay to central that, for the push numbered `lose`, forwards it and drops central's answer.
 
-    def __init__(self, target: str, lose: int):
+    It notes each push's Content-Encoding; with `old_central` it removes `request_encodings` from the
+    handshake's answer, as central of the previous release answered (it took no compressed pushes)."""
+
+    def __init__(self, target: str, lose: int = 0, old_central: bool = False):
         """Listen on a free local port; forward everything to `target`."""
         self.pushes = 0
         self.lost: list[int] = []
+        self.encodings: list[str] = []
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,20 +50,26 @@ class Relay:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
                 answer = requests.request(self.command, target + self.path, data=body, headers=headers, timeout=60)
+                content = answer.content
                 if self.path.endswith("/push"):
                     relay.pushes += 1
+                    relay.encodings.append(self.headers.get("Content-Encoding", ""))
                     if relay.pushes == lose:  # central has applied it; the node never hears so
                         relay.lost.append(relay.pushes)
                         self.close_connection = True
                         self.connection.close()
                         return
+                if self.path.endswith("/hello") and old_central and answer.status_code == 200:
+                    hello = answer.json()
+                    hello.pop("request_encodings", None)
+                    content = json.dumps(hello).encode()
                 self.send_response(answer.status_code)
                 for key in ("Content-Type", "X-Chibo-Replay"):
                     if key in answer.headers:
                         self.send_header(key, answer.headers[key])
-                self.send_header("Content-Length", str(len(answer.content)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(answer.content)
+                self.wfile.write(content)
 
             do_GET = do_POST = _forward
 
@@ -89,6 +100,7 @@ def test_a_lost_answer_while_the_next_batch_was_read_ahead_loses_and_doubles_not
     finally:
         relay.close()
     assert relay.lost == [2] and relay.pushes == 2, (relay.pushes, cut.stdout, cut.stderr)
+    assert relay.encodings == ["gzip", "gzip"]  # central says it takes gzip: the node compresses its pushes
     assert cut.returncode != 0
     # Central committed batches 1 and 2; the node acknowledged only batch 1 (what it heard).
     acked = int(query(field_env, "SELECT value FROM sync_state WHERE key = 'pushed_seq'")[0][0])
@@ -111,3 +123,20 @@ def test_a_lost_answer_while_the_next_batch_was_read_ahead_loses_and_doubles_not
     assert doubled == []
     last = query(field_env, "SELECT MAX(seq) FROM change_log WHERE origin = 'doi-1'")[0][0]
     assert int(query(field_env, "SELECT value FROM sync_state WHERE key = 'pushed_seq'")[0][0]) == last
+
+
+def test_a_central_of_the_previous_release_gets_plain_pushes(nodes):  # noqa: F811
+    """A central whose handshake does not offer gzip (the previous release) gets uncompressed pushes."""
+    central_env, field_env, _field_server, ids = nodes
+    assert sync(field_env).returncode == 0
+    run(field_env, "-c", WRITE_ROLL_CALLS, ids["cb02"], "3")
+    relay = Relay(f"http://127.0.0.1:{central_env['CHIBO_PORT']}", old_central=True)
+    try:
+        done = run({**field_env, "CHIBO_CENTRAL_URL": relay.url, "CHIBO_SYNC_BATCH_SIZE": "10"}, "sync",
+                   check=False)
+    finally:
+        relay.close()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert relay.pushes >= 2 and set(relay.encodings) == {""}, relay.encodings
+    assert query(central_env, "SELECT id, hlc FROM attendance ORDER BY id") == query(
+        field_env, "SELECT id, hlc FROM attendance ORDER BY id")
