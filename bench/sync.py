@@ -14,11 +14,13 @@ What it measures, with real parts (SQLite files, a real central server process, 
 - first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history).
 - noop_sync_ms_small / noop_sync_ms_200k: a sync with nothing to do, before and after central's feed
   holds 200,000 more of the node's own changes.
-- with --link-mbit M: e2e_10k_slow_link_s / e2e_10k_slow_link_plain_s, the same push of `records` new
-  marks through a relay carrying M Mbit/s each way (--link-rtt-ms round trip, 60 by default), with the
-  pushes gzip-compressed and plain, alternating; slow_link_ratio_gzip_vs_plain is their ratio.
+- with --link-mbit M: e2e_10k_slow_link_gzip_s / e2e_10k_slow_link_plain_s, the same push of `records`
+  new marks through a relay carrying M Mbit/s each way (--link-rtt-ms round trip, 60 by default), with
+  the pushes gzip-compressed and plain, alternating; slow_link_ratio_gzip_vs_plain is their ratio.
+  With --compare-plain the same pair straight to central (loopback_ratio_gzip_vs_plain: what
+  compressing costs where the link is free). Both run after the main repetitions.
 Usage: python bench/sync.py [--reps 3] [--records 10000] [--history 200] [--no-postgres] [--no-pouchdb]
-       [--link-mbit 4 [--link-rtt-ms 60]]
+       [--link-mbit 4 [--link-rtt-ms 60]] [--compare-plain] [--plain]
 """
 from __future__ import annotations
 
@@ -67,19 +69,23 @@ with app.app_context(), db.connection_context():
 FIELD_DRIVER = r"""
 import sys, json, time, datetime as dt
 from app import create_app
-from models import Cell, Meeting, db
+from models import Cell, Meeting, ValidationError, db
 from models.meetings import set_attendance
 from models.members import roll_for_cell
 from sync.client import run_sync
 app = create_app()
-DIRECT = app.config["CENTRAL_URL"]
+DIRECT, COMPRESS = app.config["CENTRAL_URL"], app.config.get("SYNC_COMPRESS", 1)
 def write(records, offset):
     cell = Cell.get(Cell.code == "CB02")
     roll = [m for m in roll_for_cell(cell.id) if m.counts_for_attendance]
     made, i = 0, 0
     while made < records:
-        meeting = Meeting.create(cell=cell.id, held_on=dt.date(2002, 1, 1) + dt.timedelta(days=offset + i),
-                                 kind="extraordinary", title=f"Đo tải {offset + i}")
+        try:
+            meeting = Meeting.create(cell=cell.id, held_on=dt.date(2002, 1, 1) + dt.timedelta(days=offset + i),
+                                     kind="extraordinary", title=f"Đo tải {offset + i}")
+        except ValidationError:  # the cell met that day already (the demo's own meetings): the next day
+            i += 1
+            continue
         i += 1
         for member in roll[:records - made]:
             set_attendance(meeting, member.id, "present")
@@ -97,9 +103,9 @@ for line in sys.stdin:
                 profiler = cProfile.Profile()
                 profiler.enable()
             if words[0] == "sync_via":  # another central address (the slow link) and compression on/off
-                app.config.update(CENTRAL_URL=words[1], SYNC_COMPRESS=int(words[2]))
+                app.config.update(CENTRAL_URL=DIRECT if words[1] == "direct" else words[1], SYNC_COMPRESS=int(words[2]))
             else:
-                app.config.update(CENTRAL_URL=DIRECT, SYNC_COMPRESS=1)
+                app.config.update(CENTRAL_URL=DIRECT, SYNC_COMPRESS=COMPRESS)
             started = time.perf_counter()
             report = run_sync(app.config)
             if profiler is not None:
@@ -198,22 +204,24 @@ def env_for(tmp: Path, role: str, node: str, port: int, **extra: str) -> dict[st
     return env
 
 
-def slow_link(field: Field, args, rep: int, figures: dict[str, list[float]]) -> None:
-    """The same push of `records` new marks over a slow link, gzip-compressed and plain (order alternates)."""
-    link = SlowLink(int(field.central_port), args.link_mbit, args.link_rtt_ms)
+def gzip_vs_plain(field: Field, args, rep: int, figures: dict[str, list[float]], mbit: float) -> None:
+    """The same push of `records` new marks gzip-compressed and plain (order alternates by rep), over a
+    relay of `mbit` Mbit/s (--link-rtt-ms round trip), or straight to central when `mbit` is 0."""
+    link = SlowLink(int(field.central_port), mbit, args.link_rtt_ms) if mbit else None
+    where, name = (f"over {mbit:g} Mbit/s, {args.link_rtt_ms:g} ms", "slow_link") if link else ("loopback", "loopback")
     try:
         for compress in ((1, 0) if rep % 2 == 0 else (0, 1)):
-            field.ask(f"write {args.records} {(args.reps + 2 * rep + compress) * (args.records // 20 + 50)}")
-            before = dict(link.bytes)
-            pushed = field.ask(f"sync_via {link.url} {compress}")
-            sent = (link.bytes["up"] - before["up"]) / 1e6
-            key = "e2e_10k_slow_link_s" if compress else "e2e_10k_slow_link_plain_s"
-            figures.setdefault(key, []).append(pushed["seconds"])
-            print(f"# rep {rep + 1}: over {args.link_mbit:g} Mbit/s, {args.link_rtt_ms:g} ms: {pushed['pushed']} "
-                  f"changes {'gzip' if compress else 'plain'} in {pushed['seconds']:.2f} s ({sent:.2f} MB up)",
-                  flush=True)
+            offset = args.reps + 4 * rep + 2 * (link is None) + compress  # days of their own
+            field.ask(f"write {args.records} {offset * (args.records // 20 + 50)}")
+            before = dict(link.bytes) if link else {}
+            pushed = field.ask(f"sync_via {link.url if link else 'direct'} {compress}")
+            sent = f" ({(link.bytes['up'] - before['up']) / 1e6:.2f} MB up)" if link else ""
+            figures.setdefault(f"e2e_10k_{name}_{'gzip' if compress else 'plain'}_s", []).append(pushed["seconds"])
+            print(f"# rep {rep + 1}: {where}: {pushed['pushed']} changes {'gzip' if compress else 'plain'} in "
+                  f"{pushed['seconds']:.2f} s{sent}", flush=True)
     finally:
-        link.close()
+        if link:
+            link.close()
 
 
 def run(env: dict[str, str], *args: str) -> str:
@@ -433,6 +441,9 @@ def main() -> None:
     parser.add_argument("--no-pouchdb", action="store_true")
     parser.add_argument("--link-mbit", type=float, default=0,
                         help="also push over a relay of this many Mbit/s, gzip and plain (0: not measured)")
+    parser.add_argument("--plain", action="store_true", help="the loopback pushes uncompressed (CHIBO_SYNC_COMPRESS=0)")
+    parser.add_argument("--compare-plain", action="store_true",
+                        help="also push gzip and plain straight to central, alternating (the cost of compressing)")
     parser.add_argument("--link-rtt-ms", type=float, default=60, help="the slow link's round trip")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (for --apply-only)")
     parser.add_argument("--apply-only", metavar="DIR", help="only the apply figures, on a kept work directory")
@@ -459,6 +470,8 @@ def main() -> None:
                             CHIBO_SYNC_TOKEN=token)
         if args.push_batch:
             field_env["CHIBO_SYNC_BATCH_SIZE"] = str(args.push_batch)
+        if args.plain:
+            field_env["CHIBO_SYNC_COMPRESS"] = "0"
         field = Field(field_env)
         first = field.ask("psync" if os.environ.get("CHIBO_PROFILE_PULL") else "sync")
         print(f"# first pull: {first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
@@ -475,13 +488,16 @@ def main() -> None:
             print(f"# rep {rep + 1}: {wrote['records']} records → {pushed['pushed']} changes pushed in "
                   f"{pushed['seconds']:.2f} s", flush=True)
             figures.setdefault("e2e_10k_records_s", []).append(pushed["seconds"])
-            if args.link_mbit:
-                slow_link(field, args, rep, figures)
             if not args.no_pouchdb:
                 seconds = pouchdb_seconds(args.records)
                 if seconds is not None:
                     print(f"# rep {rep + 1}: pouchdb {args.records} docs in {seconds:.2f} s", flush=True)
                     figures.setdefault("pouchdb_10k_s", []).append(seconds)
+        for rep in range(args.reps):  # after the main runs: central grows here
+            if args.compare_plain:
+                gzip_vs_plain(field, args, rep, figures, 0)
+            if args.link_mbit:
+                gzip_vs_plain(field, args, rep, figures, args.link_mbit)
         grow_feed(tmp / "central.sqlite3", 200_000)
         field.ask("sync")  # the first sync after the growth may pass the new rows once
         figures["noop_sync_ms_200k"] = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
@@ -516,10 +532,11 @@ def main() -> None:
     if figures.get("pouchdb_10k_s"):
         ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
         print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
-    if figures.get("e2e_10k_slow_link_s"):
-        ratio = (statistics.median(figures["e2e_10k_slow_link_s"])
-                 / statistics.median(figures["e2e_10k_slow_link_plain_s"]))
-        print(f"slow_link_ratio_gzip_vs_plain={ratio:.2f}")
+    for name in ("loopback", "slow_link"):
+        if figures.get(f"e2e_10k_{name}_gzip_s"):
+            ratio = (statistics.median(figures[f"e2e_10k_{name}_gzip_s"])
+                     / statistics.median(figures[f"e2e_10k_{name}_plain_s"]))
+            print(f"{name}_ratio_gzip_vs_plain={ratio:.2f}")
     if args.keep:
         print(f"# kept {tmp}")
     else:
