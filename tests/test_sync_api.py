@@ -13,6 +13,7 @@ import gzip
 import itertools
 import json
 import time
+import tracemalloc
 import uuid
 
 import pytest
@@ -366,9 +367,15 @@ def test_a_gzip_body_expanding_past_the_limit_is_413(app, client, org, token):
     bomb = gzip.compress(b"[" + b" " * 50_000_000 + b"]")
     assert len(bomb) < 100_000
     before = counts()
-    response = push_gzip(client, bomb, token)
+    tracemalloc.start()
+    try:
+        response = push_gzip(client, bomb, token)
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert response.status_code == 413 and response.get_json()["error"] == "too_large"
     assert "giải nén" in response.get_json()["message"]
+    assert peak < 5_000_000, f"{peak} bytes held to refuse it: the body was inflated past the limit"
     assert counts() == before
 
 
