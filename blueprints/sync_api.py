@@ -174,7 +174,8 @@ def pull_view():
         if not 0 <= cursor < 2 ** 63 or limit < 1:
             # Beyond 64 bits the database cannot even compare it (it was a 500).
             raise Refusal(400, "bad_request", "cursor phải từ 0 đến 2^63 − 1 và limit phải ≥ 1.")
-        body = serve_pull_json(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config)
+        full = request.args.get("full", "0") == "1"  # a node rebuilding its scope: its own records too
+        body = serve_pull_json(node, cursor, min(limit, setting(config, "SYNC_PULL_MAX_LIMIT")), config, full)
     except Refusal as refusal:
         return _refuse(refusal)
     return current_app.response_class(body, mimetype="application/json")

@@ -27,7 +27,7 @@ from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
 from .batch import apply_batch
 from .merge import Outcome, apply_change, apply_left_scope, check_change_shape
-from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PUSHED_SEQ, acknowledge, next_batch,
+from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PULL_FULL, PUSHED_SEQ, acknowledge, next_batch,
                      pushed_seq)
 from .protocol import API_PREFIX, SyncError, setting
 from .server import retry_dead_letters, set_aside
@@ -375,7 +375,10 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
     limit = setting(config, "SYNC_PULL_LIMIT")
     while True:
         cursor = int(SyncState.get_value(PULL_CURSOR, "0") or 0)
-        status, body = client.call("GET", "/pull", params={"cursor": cursor, "limit": limit})
+        # A pull from cursor 0 rebuilds the node's scope: its own records come back on every page of it.
+        full = cursor == 0 or SyncState.get_value(PULL_FULL, "0") == "1"
+        params = {"cursor": cursor, "limit": limit, **({"full": 1} if full else {})}
+        status, body = client.call("GET", "/pull", params=params)
         if status != 200:
             raise SyncError(_refusal_message(status, body, "gửi dữ liệu về"), status, body.get("error", ""))
         changes = body.get("changes")
@@ -383,7 +386,8 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
         if not isinstance(changes, list) or not isinstance(next_cursor, int) or isinstance(next_cursor, bool):
             raise SyncError("Trung tâm trả lời không đúng định dạng (thiếu changes hoặc next_cursor).")
         if changes or next_cursor != cursor:
-            applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")))
+            applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")),
+                                             full=full and bool(body.get("more")))
             report.applied += applied
             report.set_aside += aside
             report.pulled += len(changes)
@@ -394,8 +398,11 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
             return
 
 
-def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple[int, int]:
+def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str, full: bool = False) -> tuple[int, int]:
     """Merge one page and store the new cursor, in one transaction; set aside what cannot apply here.
+
+    `full`: the page is part of a rebuild (from cursor 0) that has more pages to come; stored with the
+    cursor, so an interrupted rebuild goes on asking for the node's own records.
 
     Returns (changes applied, changes set aside). A change set aside stays in the local dead-letter
     list (shown on the status page) and is retried after every page.
@@ -416,6 +423,7 @@ def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str) -> tuple
         applied = sum(1 for _index, outcome in result.outcomes if outcome is not None and outcome.applied)
         retry_dead_letters("central", reasons=("missing_parent", "missing_record", "parent_deleted"))
         SyncState.set_value(PULL_CURSOR, str(next_cursor))
+        SyncState.set_value(PULL_FULL, "1" if full else "0")
     return applied, aside
 
 

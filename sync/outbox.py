@@ -21,6 +21,9 @@ from .scope import write_transaction
 
 PUSHED_SEQ = "pushed_seq"
 PULL_CURSOR = "pull_cursor"
+# "1" while a pull that began at cursor 0 (a fresh, replaced or restored node) has not reached the end of
+# the feed: every page of it asks for the node's own records too (`full=1`), not only the first.
+PULL_FULL = "pull_full"
 LAST_SUCCESS = "last_sync_success_at"
 LAST_ERROR = "last_sync_error"
 LAST_ERROR_AT = "last_sync_error_at"

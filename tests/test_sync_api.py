@@ -458,6 +458,9 @@ def test_pull_never_echoes_the_nodes_own_changes(client, org, token):
     assert push(client, batch([change(meeting)]), token).status_code == 200
     page = client.get(f"/sync/v1/pull?cursor={top}", headers=headers).get_json()
     assert meeting.id not in {c["record_id"] for c in page["changes"]}
+    # A node rebuilding its scope (restored, replaced) asks for them on every page with full=1.
+    rebuild = client.get(f"/sync/v1/pull?cursor={top}&full=1", headers=headers).get_json()
+    assert meeting.id in {c["record_id"] for c in rebuild["changes"]}
 
 
 @pytest.mark.parametrize("query", ["cursor=abc", "cursor=-1", "limit=0"])

@@ -270,3 +270,44 @@ def test_a_central_restored_from_its_backup_gets_back_what_it_lost(setup):
         assert member_name(field_env, ids["two"][2]) == "Sửa Sau Khi Khôi Phục"
     finally:
         central.stop()
+
+
+MEETINGS_WITH_MARKS = """
+import sys, datetime as dt
+from app import create_app
+from models import Attendance, Meeting, db
+app = create_app()
+with app.app_context(), db.connection_context():
+    made = []
+    for i in range(int(sys.argv[3])):
+        meeting = Meeting.create(cell=sys.argv[1], held_on=dt.date.today() - dt.timedelta(days=100 + i),
+                                 kind="extraordinary", title=f"Họp sau sao lưu {i + 1}")
+        Attendance.create(meeting=meeting.id, member=sys.argv[2], status="present")
+        made.append(meeting.id)
+    print(" ".join(made))
+"""
+
+
+def test_a_restored_node_gets_back_all_its_own_records_over_many_pull_pages(setup):
+    """After a restore the node pulls its whole scope again: its own records on every page, not only the first.
+
+    Central's pages leave out a node's own changes except from cursor 0 (a restored node asks again); pages
+    after the first used to leave them out, so what did not fit on the first page never came back."""
+    central_env, field_env, central, ids, tmp = setup
+    sync(field_env)
+    field_db = field_env["CHIBO_DATABASE_URL"][len("sqlite:///"):]
+    field_backup = run(field_env, "backup", "--dir", str(tmp / "b1")).stdout.strip().split()[-1]
+    made = run(field_env, "-c", MEETINGS_WITH_MARKS, ids["cb02"], ids["two"][0], "6").stdout.split()
+    sync(field_env)
+    assert query(central_env, "SELECT COUNT(*) FROM meeting WHERE title LIKE 'Họp sau sao lưu %'")[0][0] == 6
+    for suffix in ("-wal", "-shm"):
+        Path(field_db + suffix).unlink(missing_ok=True)
+    shutil.copy(field_backup, field_db)
+    small_pages = {**field_env, "CHIBO_SYNC_PULL_LIMIT": "4"}  # the node's scope takes many pages
+    restored = sync(small_pages)
+    assert "khôi phục" in restored.stdout
+    placeholders = ", ".join("?" * len(made))
+    assert query(field_env, f"SELECT COUNT(*) FROM meeting WHERE id IN ({placeholders})", *made)[0][0] == 6
+    assert query(field_env, f"SELECT COUNT(*) FROM attendance WHERE meeting_id IN ({placeholders})", *made)[0][0] == 6
+    # Nothing is left out at the node and nothing was set aside on the way.
+    assert query(field_env, "SELECT COUNT(*) FROM sync_dead_letter WHERE resolved_at IS NULL")[0][0] == 0
