@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_sync_push_readahead import Relay
 from tests.test_sync_integration import (PASSWORD, SETUP_CENTRAL, Server, free_port, login, node_env, query, run,
                                          sync)
 
@@ -303,11 +304,19 @@ def test_a_restored_node_gets_back_all_its_own_records_over_many_pull_pages(setu
     for suffix in ("-wal", "-shm"):
         Path(field_db + suffix).unlink(missing_ok=True)
     shutil.copy(field_backup, field_db)
-    small_pages = {**field_env, "CHIBO_SYNC_PULL_LIMIT": "4"}  # the node's scope takes many pages
-    restored = sync(small_pages)
-    assert "khôi phục" in restored.stdout
+    # The node's scope takes many pages, and the link drops while the third one is on its way.
+    relay = Relay(central.url, lose_pull=3)
+    try:
+        cut = sync({**field_env, "CHIBO_SYNC_PULL_LIMIT": "4", "CHIBO_CENTRAL_URL": relay.url}, check=False)
+    finally:
+        relay.close()
+    assert cut.returncode != 0 and relay.lost == [-3]
+    assert "khôi phục" in query(field_env, "SELECT value FROM sync_state WHERE key='reconcile_note'")[0][0]
+    assert query(field_env, "SELECT value FROM sync_state WHERE key='pull_full'") == [("1",)]
+    sync({**field_env, "CHIBO_SYNC_PULL_LIMIT": "4"})  # the link is back: the rebuild goes on where it stopped
     placeholders = ", ".join("?" * len(made))
     assert query(field_env, f"SELECT COUNT(*) FROM meeting WHERE id IN ({placeholders})", *made)[0][0] == 6
     assert query(field_env, f"SELECT COUNT(*) FROM attendance WHERE meeting_id IN ({placeholders})", *made)[0][0] == 6
     # Nothing is left out at the node and nothing was set aside on the way.
     assert query(field_env, "SELECT COUNT(*) FROM sync_dead_letter WHERE resolved_at IS NULL")[0][0] == 0
+    assert query(field_env, "SELECT value FROM sync_state WHERE key='pull_full'") == [("0",)]

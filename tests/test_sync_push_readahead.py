@@ -38,9 +38,10 @@ class Relay:
     It notes each push's Content-Encoding; with `old_central` it removes `request_encodings` from the
     handshake's answer, as central of the previous release answered (it took no compressed pushes)."""
 
-    def __init__(self, target: str, lose: int = 0, old_central: bool = False):
-        """Listen on a free local port; forward everything to `target`."""
+    def __init__(self, target: str, lose: int = 0, old_central: bool = False, lose_pull: int = 0):
+        """Listen on a free local port; forward everything to `target` (`lose_pull`: drop that pull's answer)."""
         self.pushes = 0
+        self.pulls = 0
         self.lost: list[int] = []
         self.encodings: list[str] = []
         relay = self
@@ -56,6 +57,13 @@ class Relay:
                     relay.encodings.append(self.headers.get("Content-Encoding", ""))
                     if relay.pushes == lose:  # central has applied it; the node never hears so
                         relay.lost.append(relay.pushes)
+                        self.close_connection = True
+                        self.connection.close()
+                        return
+                if "/pull" in self.path:
+                    relay.pulls += 1
+                    if relay.pulls == lose_pull:  # the link drops while the page is on its way
+                        relay.lost.append(-relay.pulls)
                         self.close_connection = True
                         self.connection.close()
                         return
