@@ -300,7 +300,7 @@ def test_a_restored_node_gets_back_all_its_own_records_over_many_pull_pages(setu
     field_backup = run(field_env, "backup", "--dir", str(tmp / "b1")).stdout.strip().split()[-1]
     made = run(field_env, "-c", MEETINGS_WITH_MARKS, ids["cb02"], ids["two"][0], "6").stdout.split()
     sync(field_env)
-    assert query(central_env, "SELECT COUNT(*) FROM meeting WHERE title LIKE 'Họp sau sao lưu %'")[0][0] == 6
+    assert query(central_env, "SELECT COUNT(*) FROM meeting WHERE title LIKE ?", "Họp sau sao lưu %")[0][0] == 6
     for suffix in ("-wal", "-shm"):
         Path(field_db + suffix).unlink(missing_ok=True)
     shutil.copy(field_backup, field_db)
