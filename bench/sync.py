@@ -11,7 +11,9 @@ What it measures, with real parts (SQLite files, a real central server process, 
   an express-pouchdb server, in memory), run interleaved with ours when Node.js is present.
 - sqlite_write_floor_changes_per_s: SQLite alone writing the rows the SQLite apply wrote (same batches,
   indexes and pragmas, plain executemany): the ceiling of the apply rate with a merge that cost nothing.
-- first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history).
+- first_pull_changes_per_s: a fresh field node's first sync (everything of its two cells, with history); one per
+  rep, the others on spare fresh databases of the same node (thrown away), all before any push;
+  first_pull_one_page_at_a_time_changes_per_s the same without asking for pages ahead (alternating).
 - noop_sync_ms_small / noop_sync_ms_200k: a sync with nothing to do, before and after central's feed
   holds 200,000 more of the node's own changes.
 - with --link-mbit M: e2e_10k_slow_link_gzip_s / e2e_10k_slow_link_plain_s, the same push of `records`
@@ -472,10 +474,23 @@ def main() -> None:
             field_env["CHIBO_SYNC_BATCH_SIZE"] = str(args.push_batch)
         if args.plain:
             field_env["CHIBO_SYNC_COMPRESS"] = "0"
+        # More first pulls, before any push: the same node id on fresh databases (thrown away), pages asked
+        # for ahead and, alternating, one at a time (SYNC_PULL_AHEAD=0).
+        for n, ahead in enumerate([a for _ in range(args.reps) for a in (1, 0)][1:]):
+            spare = Field({**field_env, "CHIBO_DATABASE_URL": f"sqlite:///{tmp / f'first-pull-{n}.sqlite3'}",
+                           "CHIBO_SYNC_PULL_AHEAD": str(ahead)})
+            try:
+                first = spare.ask("sync")
+            finally:
+                spare.close()
+            print(f"# first pull on a spare fresh node, {'pages asked ahead' if ahead else 'one page at a time'}: "
+                  f"{first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
+            key = "first_pull_changes_per_s" if ahead else "first_pull_one_page_at_a_time_changes_per_s"
+            figures.setdefault(key, []).append(first["pulled"] / first["seconds"])
         field = Field(field_env)
         first = field.ask("psync" if os.environ.get("CHIBO_PROFILE_PULL") else "sync")
         print(f"# first pull: {first['pulled']} changes in {first['seconds']:.2f} s", flush=True)
-        figures["first_pull_changes_per_s"] = [first["pulled"] / first["seconds"]]
+        figures.setdefault("first_pull_changes_per_s", []).append(first["pulled"] / first["seconds"])
         noop = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
         figures["noop_sync_ms_small"] = noop
         before_push = tmp / "central-before-push.sqlite3"
@@ -529,6 +544,10 @@ def main() -> None:
     for key, values in figures.items():
         print(f"{key}={statistics.median(values):.3f}" if "per_s" not in key else
               f"{key}={statistics.median(values):.0f}")
+    if figures.get("first_pull_one_page_at_a_time_changes_per_s"):
+        ratio = (statistics.median(figures["first_pull_changes_per_s"])
+                 / statistics.median(figures["first_pull_one_page_at_a_time_changes_per_s"]))
+        print(f"first_pull_ratio_ahead_vs_one_at_a_time={ratio:.2f}")
     if figures.get("pouchdb_10k_s"):
         ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
         print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")

@@ -371,31 +371,54 @@ def push_all(client: CentralClient, node_id: str, config: Mapping[str, Any], lim
 
 
 def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncReport, say: Progress) -> None:
-    """Pull pages from the stored cursor until central says there is no more."""
+    """Pull pages from the stored cursor until central says there is no more.
+
+    While a page is applied the next one is already asked for (reading ahead: central builds it and the
+    link carries it meanwhile). It is asked with the cursor and `full` the page's transaction stores, and
+    used only if that is what was stored; when applying fails it is dropped unread.
+    """
     limit = setting(config, "SYNC_PULL_LIMIT")
-    while True:
-        cursor = int(SyncState.get_value(PULL_CURSOR, "0") or 0)
-        # A pull from cursor 0 rebuilds the node's scope: its own records come back on every page of it.
-        full = cursor == 0 or SyncState.get_value(PULL_FULL, "0") == "1"
-        params = {"cursor": cursor, "limit": limit, **({"full": 1} if full else {})}
-        status, body = client.call("GET", "/pull", params=params)
-        if status != 200:
-            raise SyncError(_refusal_message(status, body, "gửi dữ liệu về"), status, body.get("error", ""))
-        changes = body.get("changes")
-        next_cursor = body.get("next_cursor")
-        if not isinstance(changes, list) or not isinstance(next_cursor, int) or isinstance(next_cursor, bool):
-            raise SyncError("Trung tâm trả lời không đúng định dạng (thiếu changes hoặc next_cursor).")
-        if changes or next_cursor != cursor:
-            applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")),
-                                             full=full and bool(body.get("more")))
-            report.applied += applied
-            report.set_aside += aside
-            report.pulled += len(changes)
-            if changes:
-                report.pages += 1
-                say(f"Đã nhận trang {report.pages}: {len(changes)} thay đổi (đến số {next_cursor}).")
-        if not body.get("more") or not changes:
-            return
+    # A transport without post_encoded (tests/sync_sim.py) answers in this thread's database context.
+    fetcher = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="chibo-pull")
+               if getattr(client, "post_encoded", None) is not None and setting(config, "SYNC_PULL_AHEAD") else None)
+
+    def ask(cursor: int, full: bool) -> tuple[int, dict[str, Any]]:
+        return client.call("GET", "/pull", params={"cursor": cursor, "limit": limit, **({"full": 1} if full else {})})
+
+    ahead = None  # (cursor, full, future) of the page asked for ahead
+    try:
+        while True:
+            cursor = int(SyncState.get_value(PULL_CURSOR, "0") or 0)
+            # A pull from cursor 0 rebuilds the node's scope: its own records come back on every page of it.
+            full = cursor == 0 or SyncState.get_value(PULL_FULL, "0") == "1"
+            if ahead is not None and ahead[:2] == (cursor, full):
+                status, body = ahead[2].result()
+            else:
+                status, body = ask(cursor, full)
+            ahead = None
+            if status != 200:
+                raise SyncError(_refusal_message(status, body, "gửi dữ liệu về"), status, body.get("error", ""))
+            changes = body.get("changes")
+            next_cursor = body.get("next_cursor")
+            if not isinstance(changes, list) or not isinstance(next_cursor, int) or isinstance(next_cursor, bool):
+                raise SyncError("Trung tâm trả lời không đúng định dạng (thiếu changes hoặc next_cursor).")
+            more = bool(body.get("more")) and bool(changes)
+            if more and fetcher is not None:
+                ahead = (next_cursor, full, fetcher.submit(ask, next_cursor, full))
+            if changes or next_cursor != cursor:
+                applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")),
+                                                 full=full and bool(body.get("more")))
+                report.applied += applied
+                report.set_aside += aside
+                report.pulled += len(changes)
+                if changes:
+                    report.pages += 1
+                    say(f"Đã nhận trang {report.pages}: {len(changes)} thay đổi (đến số {next_cursor}).")
+            if not more:
+                return
+    finally:
+        if fetcher is not None:
+            fetcher.shutdown(wait=True)
 
 
 def apply_pull_page(changes: list[Any], next_cursor: int, node_id: str, full: bool = False) -> tuple[int, int]:

@@ -26,6 +26,9 @@ SYNC_DEFAULTS: dict[str, int] = {
     # Changes per pull page when the client does not ask for fewer, and the most it may ask for.
     "SYNC_PULL_LIMIT": 2000,
     "SYNC_PULL_MAX_LIMIT": 2000,
+    # 1: a field node asks for the next pull page while it applies one (central builds it and the link
+    # carries it meanwhile); 0: one page at a time.
+    "SYNC_PULL_AHEAD": 1,
     # 1: a field node gzips its pushes when central accepts it (a batch of roll-call marks shrinks ~9x,
     # for ~5 ms of the sender thread per 1,000 changes); 0: never (a proxy that mangles them).
     "SYNC_COMPRESS": 1,

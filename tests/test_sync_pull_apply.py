@@ -54,3 +54,71 @@ def test_a_change_the_node_cannot_apply_is_set_aside_shown_and_retried(field):
     open_letters = DeadLetter.select().where(DeadLetter.resolved_at.is_null())
     assert [(d.table, d.reason) for d in open_letters] == [("meeting", "invalid")]
     assert Meeting.get_or_none(Meeting.id == bad.id) is None
+
+
+class ScriptedCentral:
+    """Central's pull answers from a list of pages, recording each request and what was applied meanwhile.
+
+    Has `post_encoded`, as the real client does, so the node asks for pages ahead."""
+
+    def __init__(self, pages: list[list[dict]]):
+        """`pages`: each page's changes; page k's next_cursor is its last seq."""
+        self.pages = pages
+        self.asked: list[tuple[int, bool, str]] = []  # (cursor, full, the cursor stored at the node then)
+
+    def post_encoded(self, *args, **kwargs):  # pragma: no cover - only its presence matters here
+        raise AssertionError("no pushes in this test")
+
+    def call(self, method, path, params=None, **kwargs):
+        """Serve the page that follows `cursor`."""
+        cursor, full = int(params["cursor"]), params.get("full") == 1
+        # The node's stored cursor as another connection sees it (committed pages only).
+        import sqlite3
+        stored = sqlite3.connect(db.database).execute("SELECT value FROM sync_state WHERE key = 'pull_cursor'").fetchall()
+        self.asked.append((cursor, full, stored[0][0] if stored else "0"))
+        time.sleep(0.05)  # central building the page, the link carrying it
+        ends = [0] + [page[-1]["seq"] for page in self.pages]
+        index = ends.index(cursor)
+        if index == len(self.pages):
+            return 200, {"cursor": cursor, "next_cursor": cursor, "more": False, "changes": []}
+        page = self.pages[index]
+        return 200, {"cursor": cursor, "next_cursor": page[-1]["seq"], "more": index + 1 < len(self.pages),
+                     "changes": page}
+
+
+def test_pages_are_asked_for_ahead_and_a_failed_page_drops_what_was_asked_ahead(field, monkeypatch):
+    """While page k is applied page k+1 is already asked for; when applying fails nothing after it is applied,
+    and the next run asks again from the stored cursor: every record arrives once."""
+    from sync import client as sync_client
+
+    org = Organisation(name="Đảng bộ")
+    cell = Cell(organisation=org.id, code="CB02", name="Chi bộ Hai", node_id="doi-1")
+    members = [Member(cell=cell.id, full_name=f"Đảng Viên Số {i}") for i in range(9)]
+    changes = [change(org), change(cell)] + [change(m) for m in members]
+    pages = [changes[0:4], changes[4:8], changes[8:]]
+    central = ScriptedCentral(pages)
+    real_apply = sync_client.apply_pull_page
+    calls = []
+
+    def failing_on_page_two(page, next_cursor, node_id, full=False):
+        calls.append(next_cursor)
+        if len(calls) == 2:
+            raise RuntimeError("mất điện giữa trang")
+        return real_apply(page, next_cursor, node_id, full=full)
+
+    monkeypatch.setattr(sync_client, "apply_pull_page", failing_on_page_two)
+    report = sync_client.SyncReport()
+    with pytest.raises(RuntimeError):
+        sync_client.pull_all(central, field.config, report, lambda _message: None)
+    first_end = pages[0][-1]["seq"]
+    assert SyncState.get_value(PULL_CURSOR) == str(first_end)
+    assert Member.select().count() == 2  # page 1 only: page 2 failed, page 3 (asked for ahead) was dropped
+    # Page 2 was asked for while page 1 was being applied (the node had not stored page 1's cursor yet).
+    assert central.asked[:2] == [(0, True, "0"), (first_end, True, "0")]
+    assert len(central.asked) == 3
+    monkeypatch.setattr(sync_client, "apply_pull_page", real_apply)
+    sync_client.pull_all(central, field.config, report, lambda _message: None)
+    assert central.asked[3][:2] == (first_end, True)  # asked again from the stored cursor, still a rebuild
+    assert Member.select().count() == 9 and Cell.select().count() == 1
+    assert SyncState.get_value(PULL_CURSOR) == str(pages[-1][-1]["seq"])
+    assert SyncState.get_value("pull_full") == "0"
