@@ -104,6 +104,20 @@ def test_deeply_nested_json_is_a_clear_400(central):
     assert response.status_code == 400 and "JSON" in response.get_json()["message"]
 
 
+def test_nesting_past_32_levels_is_refused_before_anything_walks_it(central):
+    """33 nested objects (well within the parser's reach) are refused; 32 pass on to the envelope's checks."""
+    app, token = central
+
+    def nested(levels: int) -> bytes:
+        return b'{"a":' * (levels - 1) + b'[1, "x", null]' + b"}" * (levels - 1)  # `levels` containers
+
+    headers = {"Authorization": f"Bearer {token}"}
+    deep = app.test_client().post("/sync/v1/push", data=nested(33), content_type="application/json", headers=headers)
+    assert deep.status_code == 400 and "lồng nhau quá sâu" in deep.get_json()["message"]
+    fits = app.test_client().post("/sync/v1/push", data=nested(32), content_type="application/json", headers=headers)
+    assert fits.status_code == 400 and "lồng nhau" not in fits.get_json()["message"]
+
+
 def test_bad_json_message_does_not_echo_python(central):
     """The bad_json message is ours, not the parser's ("Expecting value: line 1 column 1")."""
     app, token = central
