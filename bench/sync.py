@@ -21,8 +21,10 @@ What it measures, with real parts (SQLite files, a real central server process, 
   the pushes gzip-compressed and plain, alternating; slow_link_ratio_gzip_vs_plain is their ratio.
   With --compare-plain the same pair straight to central (loopback_ratio_gzip_vs_plain: what
   compressing costs where the link is free). Both run after the main repetitions.
+- with --compare-batch N: e2e_10k_batch_default_s / e2e_10k_batch_N_s, the same push straight to central in
+  batches of the node's default size and of N changes, alternating; batch_N_ratio_vs_default is their ratio.
 Usage: python bench/sync.py [--reps 3] [--records 10000] [--history 200] [--no-postgres] [--no-pouchdb]
-       [--link-mbit 4 [--link-rtt-ms 60]] [--compare-plain] [--plain]
+       [--link-mbit 4 [--link-rtt-ms 60]] [--compare-plain] [--plain] [--compare-batch 2000]
 """
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ from models.meetings import set_attendance
 from models.members import roll_for_cell
 from sync.client import run_sync
 app = create_app()
-DIRECT, COMPRESS = app.config["CENTRAL_URL"], app.config.get("SYNC_COMPRESS", 1)
+DIRECT, COMPRESS, BATCH = app.config["CENTRAL_URL"], app.config.get("SYNC_COMPRESS", 1), app.config["SYNC_BATCH_SIZE"]
 def write(records, offset):
     cell = Cell.get(Cell.code == "CB02")
     roll = [m for m in roll_for_cell(cell.id) if m.counts_for_attendance]
@@ -104,10 +106,11 @@ for line in sys.stdin:
                 import cProfile
                 profiler = cProfile.Profile()
                 profiler.enable()
-            if words[0] == "sync_via":  # another central address (the slow link) and compression on/off
-                app.config.update(CENTRAL_URL=DIRECT if words[1] == "direct" else words[1], SYNC_COMPRESS=int(words[2]))
+            if words[0] == "sync_via":  # another central address (the slow link), compression on/off, batch size
+                app.config.update(CENTRAL_URL=DIRECT if words[1] == "direct" else words[1], SYNC_COMPRESS=int(words[2]),
+                                  SYNC_BATCH_SIZE=int(words[3]) if len(words) > 3 else BATCH)
             else:
-                app.config.update(CENTRAL_URL=DIRECT, SYNC_COMPRESS=COMPRESS)
+                app.config.update(CENTRAL_URL=DIRECT, SYNC_COMPRESS=COMPRESS, SYNC_BATCH_SIZE=BATCH)
             started = time.perf_counter()
             report = run_sync(app.config)
             if profiler is not None:
@@ -224,6 +227,17 @@ def gzip_vs_plain(field: Field, args, rep: int, figures: dict[str, list[float]],
     finally:
         if link:
             link.close()
+
+
+def batch_sizes(field: Field, args, rep: int, figures: dict[str, list[float]]) -> None:
+    """The same push of `records` new marks straight to central in batches of the node's default size and
+    of --compare-batch changes, alternating by rep."""
+    for size in (("default", args.compare_batch) if rep % 2 == 0 else (args.compare_batch, "default")):
+        offset = args.reps + 4 * args.reps + 2 * rep + (size == "default")  # days of their own
+        field.ask(f"write {args.records} {(offset + 20) * (args.records // 20 + 50)}")
+        pushed = field.ask("sync_via direct 1" + ("" if size == "default" else f" {size}"))
+        figures.setdefault(f"e2e_10k_batch_{size}_s", []).append(pushed["seconds"])
+        print(f"# rep {rep + 1}: batches of {size}: {pushed['pushed']} changes in {pushed['seconds']:.2f} s", flush=True)
 
 
 def run(env: dict[str, str], *args: str) -> str:
@@ -446,6 +460,8 @@ def main() -> None:
     parser.add_argument("--plain", action="store_true", help="the loopback pushes uncompressed (CHIBO_SYNC_COMPRESS=0)")
     parser.add_argument("--compare-plain", action="store_true",
                         help="also push gzip and plain straight to central, alternating (the cost of compressing)")
+    parser.add_argument("--compare-batch", type=int, default=0,
+                        help="also push straight to central in batches of this size and the default, alternating")
     parser.add_argument("--link-rtt-ms", type=float, default=60, help="the slow link's round trip")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (for --apply-only)")
     parser.add_argument("--apply-only", metavar="DIR", help="only the apply figures, on a kept work directory")
@@ -513,6 +529,8 @@ def main() -> None:
                 gzip_vs_plain(field, args, rep, figures, 0)
             if args.link_mbit:
                 gzip_vs_plain(field, args, rep, figures, args.link_mbit)
+            if args.compare_batch:
+                batch_sizes(field, args, rep, figures)
         grow_feed(tmp / "central.sqlite3", 200_000)
         field.ask("sync")  # the first sync after the growth may pass the new rows once
         figures["noop_sync_ms_200k"] = [field.ask("sync")["seconds"] * 1000 for _ in range(5)]
@@ -551,6 +569,10 @@ def main() -> None:
     if figures.get("pouchdb_10k_s"):
         ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
         print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
+    if figures.get("e2e_10k_batch_default_s"):
+        ratio = (statistics.median(figures[f"e2e_10k_batch_{args.compare_batch}_s"])
+                 / statistics.median(figures["e2e_10k_batch_default_s"]))
+        print(f"batch_{args.compare_batch}_ratio_vs_default={ratio:.2f}")
     for name in ("loopback", "slow_link"):
         if figures.get(f"e2e_10k_{name}_gzip_s"):
             ratio = (statistics.median(figures[f"e2e_10k_{name}_gzip_s"])
