@@ -35,8 +35,10 @@ DEFAULTS = {
     "HOST": "127.0.0.1",
     "PORT": 5000,
     # Changes per push batch: 1,000 rather than 500 made 10,000 marks reach central 25 % sooner (fewer
-    # commits and requests; bench/sync.py) while a batch holds central's write lock ~0.1 s.
-    "SYNC_BATCH_SIZE": 1000,
+    # commits and requests; bench/sync.py); 2,000 rather than 1,000 another 14 % (`--compare-batch 2000`,
+    # same run: a commit's cost is the index pages it dirties, shared by more rows) while a batch holds
+    # central's write lock ~0.15 s and is ~90 KB gzip-compressed on the wire.
+    "SYNC_BATCH_SIZE": 2000,
     "SYNC_MAX_REQUEST_BYTES": 8 * 1024 * 1024,
     # A device clock further ahead of central's than this is refused at hello (stamps never are).
     "SYNC_MAX_CLOCK_AHEAD_MS": 5 * 60 * 1000,

@@ -233,8 +233,8 @@ def batch_sizes(field: Field, args, rep: int, figures: dict[str, list[float]]) -
     """The same push of `records` new marks straight to central in batches of the node's default size and
     of --compare-batch changes, alternating by rep."""
     for size in (("default", args.compare_batch) if rep % 2 == 0 else (args.compare_batch, "default")):
-        offset = args.reps + 4 * args.reps + 2 * rep + (size == "default")  # days of their own
-        field.ask(f"write {args.records} {(offset + 20) * (args.records // 20 + 50)}")
+        offset = -(2 * rep + (size == "default") + 1)  # days of their own, before 2002 (roll calls only in the past)
+        field.ask(f"write {args.records} {offset * (args.records // 20 + 50)}")
         pushed = field.ask("sync_via direct 1" + ("" if size == "default" else f" {size}"))
         figures.setdefault(f"e2e_10k_batch_{size}_s", []).append(pushed["seconds"])
         print(f"# rep {rep + 1}: batches of {size}: {pushed['pushed']} changes in {pushed['seconds']:.2f} s", flush=True)
