@@ -237,7 +237,8 @@ def batch_sizes(field: Field, args, rep: int, figures: dict[str, list[float]]) -
         field.ask(f"write {args.records} {offset * (args.records // 20 + 50)}")
         pushed = field.ask("sync_via direct 1" + ("" if size == "default" else f" {size}"))
         figures.setdefault(f"e2e_10k_batch_{size}_s", []).append(pushed["seconds"])
-        print(f"# rep {rep + 1}: batches of {size}: {pushed['pushed']} changes in {pushed['seconds']:.2f} s", flush=True)
+        print(f"# rep {rep + 1}: batches of {size}: {pushed['pushed']} changes in {pushed['seconds']:.2f} s",
+              flush=True)
 
 
 def run(env: dict[str, str], *args: str) -> str:
@@ -562,22 +563,16 @@ def main() -> None:
     for key, values in figures.items():
         print(f"{key}={statistics.median(values):.3f}" if "per_s" not in key else
               f"{key}={statistics.median(values):.0f}")
-    if figures.get("first_pull_one_page_at_a_time_changes_per_s"):
-        ratio = (statistics.median(figures["first_pull_changes_per_s"])
-                 / statistics.median(figures["first_pull_one_page_at_a_time_changes_per_s"]))
-        print(f"first_pull_ratio_ahead_vs_one_at_a_time={ratio:.2f}")
-    if figures.get("pouchdb_10k_s"):
-        ratio = statistics.median(figures["e2e_10k_records_s"]) / statistics.median(figures["pouchdb_10k_s"])
-        print(f"e2e_ratio_vs_pouchdb={ratio:.2f}")
-    if figures.get("e2e_10k_batch_default_s"):
-        ratio = (statistics.median(figures[f"e2e_10k_batch_{args.compare_batch}_s"])
-                 / statistics.median(figures["e2e_10k_batch_default_s"]))
-        print(f"batch_{args.compare_batch}_ratio_vs_default={ratio:.2f}")
-    for name in ("loopback", "slow_link"):
-        if figures.get(f"e2e_10k_{name}_gzip_s"):
-            ratio = (statistics.median(figures[f"e2e_10k_{name}_gzip_s"])
-                     / statistics.median(figures[f"e2e_10k_{name}_plain_s"]))
-            print(f"{name}_ratio_gzip_vs_plain={ratio:.2f}")
+    ratios = [("first_pull_ratio_ahead_vs_one_at_a_time", "first_pull_changes_per_s",
+               "first_pull_one_page_at_a_time_changes_per_s"),
+              ("e2e_ratio_vs_pouchdb", "e2e_10k_records_s", "pouchdb_10k_s"),
+              (f"batch_{args.compare_batch}_ratio_vs_default", f"e2e_10k_batch_{args.compare_batch}_s",
+               "e2e_10k_batch_default_s")]
+    ratios += [(f"{name}_ratio_gzip_vs_plain", f"e2e_10k_{name}_gzip_s", f"e2e_10k_{name}_plain_s")
+               for name in ("loopback", "slow_link")]
+    for key, top, bottom in ratios:  # medians of two figures of the same run
+        if figures.get(top) and figures.get(bottom):
+            print(f"{key}={statistics.median(figures[top]) / statistics.median(figures[bottom]):.2f}")
     if args.keep:
         print(f"# kept {tmp}")
     else:

@@ -27,8 +27,8 @@ from models.migrations import SCHEMA_VERSION, bump_generation, database_identity
 
 from .batch import apply_batch
 from .merge import Outcome, apply_change, apply_left_scope, check_change_shape
-from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PULL_FULL, PUSHED_SEQ, acknowledge, next_batch,
-                     pushed_seq)
+from .outbox import (LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PULL_FULL, PUSHED_SEQ, acknowledge,
+                     next_batch, pushed_seq)
 from .protocol import API_PREFIX, SyncError, setting
 from .server import retry_dead_letters, set_aside
 
@@ -406,8 +406,7 @@ def pull_all(client: CentralClient, config: Mapping[str, Any], report: SyncRepor
             if more and fetcher is not None:
                 ahead = (next_cursor, full, fetcher.submit(ask, next_cursor, full))
             if changes or next_cursor != cursor:
-                applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")),
-                                                 full=full and bool(body.get("more")))
+                applied, aside = apply_pull_page(changes, next_cursor, str(config.get("NODE_ID")), full=full and more)
                 report.applied += applied
                 report.set_aside += aside
                 report.pulled += len(changes)
