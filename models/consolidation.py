@@ -198,15 +198,15 @@ def _facts_sql(where_ids: bool) -> str:
                             "CAST(EXTRACT(MONTH FROM m.held_on) AS INTEGER)",
                             "CAST(EXTRACT(DAY FROM m.held_on) AS INTEGER)")
 
-        def span(start, end):
-            return f"EXTRACT(EPOCH FROM ({end} - {start})) / 60.0"
+        def span(start, end):  # held_span(): an end earlier than the start is the next day
+            return f"MOD(CAST(EXTRACT(EPOCH FROM ({end} - {start})) AS NUMERIC) + 86400, 86400) / 60.0"
     else:
         year, month, day = ("CAST(substr(m.held_on, 1, 4) AS INTEGER)", "CAST(substr(m.held_on, 6, 2) AS INTEGER)",
                             "CAST(substr(m.held_on, 9, 2) AS INTEGER)")
 
-        def span(start, end):
-            return (f"(CAST(strftime('%s', '2000-01-01 ' || {end}) AS INTEGER) "
-                    f"- CAST(strftime('%s', '2000-01-01 ' || {start}) AS INTEGER)) / 60.0")
+        def span(start, end):  # held_span(): an end earlier than the start is the next day
+            return (f"((CAST(strftime('%s', '2000-01-01 ' || {end}) AS INTEGER) "
+                    f"- CAST(strftime('%s', '2000-01-01 ' || {start}) AS INTEGER) + 86400) % 86400) / 60.0")
     # duration_minutes(): the tapped times when either exists, else the planned ones.
     minutes = (f"CASE WHEN m.started_at IS NOT NULL OR m.ended_at IS NOT NULL "
                f"THEN {span('m.started_at', 'm.ended_at')} ELSE {span('m.starts_at', 'm.ends_at')} END")

@@ -21,12 +21,14 @@ from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField
 from .base import ValidationError, db, register
 from .meetings import (
     CONCLUSION_KINDS,
+    END_BEFORE_START,
     Attendance,
     Meeting,
     MeetingRecord,
     attendance_by_member,
     ensure_day_reached,
     ensure_open,
+    held_span_ok,
 )
 from .members import Member, POSITION_KINDS, roll_for_cell
 from .rules import RuleSet
@@ -325,8 +327,8 @@ def set_times(meeting: Meeting, started: str, ended: str) -> Meeting:
     start, end = _time(started, "started_at"), _time(ended, "ended_at")
     if end and not start:
         raise ValidationError({"ended_at": "Chưa ghi giờ bắt đầu."})
-    if start and end and end <= start:
-        raise ValidationError({"ended_at": "Giờ kết thúc phải sau giờ bắt đầu."})
+    if start and end and not held_span_ok(start, end):
+        raise ValidationError({"ended_at": END_BEFORE_START})
     if start and meeting.status == "planned":
         ensure_day_reached(meeting)
         meeting.status = "in_progress"

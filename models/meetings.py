@@ -86,8 +86,8 @@ class Meeting(SyncedModel):
             errors["ends_at"] = "Giờ kết thúc phải sau giờ bắt đầu."
         if self.ended_at and not self.started_at:
             errors["ended_at"] = "Chưa ghi giờ bắt đầu: hãy bấm “Bắt đầu” trước."
-        elif self.started_at and self.ended_at and self.ended_at <= self.started_at:
-            errors["ended_at"] = "Giờ kết thúc phải sau giờ bắt đầu."
+        elif self.started_at and self.ended_at and not held_span_ok(self.started_at, self.ended_at):
+            errors["ended_at"] = END_BEFORE_START
         if self.conclusion_kind not in CONCLUSION_KINDS:
             errors["conclusion_kind"] = "Loại văn bản kết luận không hợp lệ."
         if errors:
@@ -141,6 +141,29 @@ def schedule_clash(cell_id: str, held_on: dt.date, kind: str, meeting_id: str | 
     return ""
 
 
+# A meeting that runs past midnight ends "earlier" than it began; the end is read as the next day
+# when that leaves a plausible meeting (at most this long), else it is a typing slip and refused.
+LONGEST_MEETING = dt.timedelta(hours=12)
+END_BEFORE_START = ("Giờ kết thúc phải sau giờ bắt đầu (nếu buổi sinh hoạt kéo dài qua nửa đêm, "
+                    "giờ kết thúc được tính sang ngày hôm sau, tối đa 12 giờ).")
+
+
+def held_span(start: dt.time, end: dt.time) -> dt.timedelta:
+    """Start to end, the end taken as the next day when it is earlier (past midnight)."""
+    span = dt.datetime.combine(dt.date.min, end) - dt.datetime.combine(dt.date.min, start)
+    return span + dt.timedelta(days=1) if span < dt.timedelta(0) else span
+
+
+def held_span_ok(start: dt.time, end: dt.time) -> bool:
+    """The end comes after the start, past midnight included, within a plausible meeting length."""
+    return dt.timedelta(0) < held_span(start, end) <= LONGEST_MEETING if end < start else end > start
+
+
+def ends_next_day(meeting: "Meeting") -> bool:
+    """The tapped end is on the day after the meeting's date (it ran past midnight)."""
+    return bool(meeting.started_at and meeting.ended_at and meeting.ended_at < meeting.started_at)
+
+
 def duration_minutes(meeting: "Meeting") -> float | None:
     """Minutes from start to end: the times tapped at the meeting, else (meetings recorded before
     the app, the demo) the planned ones; None when either end is missing."""
@@ -150,7 +173,7 @@ def duration_minutes(meeting: "Meeting") -> float | None:
         start, end = meeting.starts_at, meeting.ends_at
     if not start or not end:
         return None
-    return (dt.datetime.combine(meeting.held_on, end) - dt.datetime.combine(meeting.held_on, start)).total_seconds() / 60
+    return held_span(start, end).total_seconds() / 60
 
 
 def _cached_meeting_node(meeting_id: str) -> str:

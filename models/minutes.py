@@ -25,6 +25,7 @@ from .meetings import (
     Meeting,
     attendance_by_member,
     attendance_summary,
+    ends_next_day,
     meeting_node,
 )
 from .meeting_record import (
@@ -172,6 +173,9 @@ def minutes_data(meeting: Meeting) -> dict[str, Any]:
         "date_line": f"{meeting.place or '…'}, {_date_words(meeting.held_on)}",
         "started": _hm(meeting.started_at),
         "ended": _hm(meeting.ended_at),
+        # Past midnight the minutes name the next day instead of "cùng ngày".
+        "ended_day": (_date_words(meeting.held_on + dt.timedelta(days=1)) if ends_next_day(meeting)
+                      else "cùng ngày"),
         "time_line": f"Vào lúc {_hm(meeting.started_at)}, {_date_words(meeting.held_on)}",
         "place": meeting.place or "…",
         "composition": composition,
@@ -380,6 +384,6 @@ def minutes_sections(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
         ("V. NHIỆM VỤ, PHÂN CÔNG THỰC HIỆN", tasks),
     ]
     sections.append(("VI. KẾT THÚC", [
-        f"Buổi sinh hoạt kết thúc vào lúc {data['ended']} cùng ngày. Biên bản đã được đọc lại cho chi bộ "
+        f"Buổi sinh hoạt kết thúc vào lúc {data['ended']} {data.get('ended_day', 'cùng ngày')}. Biên bản đã được đọc lại cho chi bộ "
         "nghe và được chi bộ thông qua."]))
     return sections

@@ -156,6 +156,19 @@ def test_rollup_rows_equal_the_domain_functions(app, org, counted):
         assert score_answer_set(counted["own"]).percentage == 85.0
 
 
+def test_a_meeting_past_midnight_counts_its_real_length(app, org, counted):
+    """Tapped 22:30 → 00:15 (next day): the rollup says 105 minutes, as duration_minutes does, not -1,335."""
+    from models.meetings import duration_minutes
+
+    with app.app_context(), db.connection_context():
+        late = Meeting.get_by_id(counted["thematic"].id)
+        late.started_at, late.ended_at = dt.time(22, 30, 0), dt.time(0, 15, 0)
+        late.save()
+        rebuild()
+        assert ReportMeeting.get_by_id(late.id).minutes == duration_minutes(late) == 105.0
+        assert metrics(Filters(year=YEAR))[()]["duration_ok"] == 3  # 105 ≥ 90: still long enough
+
+
 def test_bulk_rebuild_scores_like_the_scoring_engine(app, org, counted, monkeypatch):
     """A full rebuild in bulk (answers loaded per chunk, score_sheet) scores as score_answer_set does."""
     import models.consolidation as consolidation

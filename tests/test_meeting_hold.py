@@ -31,16 +31,41 @@ def _meeting(org):
         return Meeting.get_by_id(org.meeting.id)
 
 
-def test_start_then_end_records_times_and_status(client, auth, secretary):
+def test_start_then_end_records_times_and_status(client, auth, secretary, monkeypatch):
     """"Bắt đầu" then "Kết thúc": both times stored, status moves on, the buttons follow."""
     html = _post(auth, secretary, "start").get_data(as_text=True)
     assert 'data-testid="started-at"' in html and 'data-testid="end"' in html
     m = _meeting(secretary)
     assert m.status == "in_progress" and m.started_at is not None
-    _post(auth, secretary, "times", started_at="00:01", ended_at="")  # so "now" is surely later
+    _post(auth, secretary, "times", started_at="14:00", ended_at="")
+    monkeypatch.setattr("blueprints.meetings.local_now", lambda: dt.time(15, 42, 10))
     assert _post(auth, secretary, "end").status_code == 200
     m = _meeting(secretary)
-    assert m.status == "ended" and m.ended_at is not None
+    assert m.status == "ended" and m.ended_at == dt.time(15, 42, 10)
+
+
+def test_a_meeting_that_runs_past_midnight_ends_the_next_day(client, auth, secretary, monkeypatch):
+    """Started 23:40, "Kết thúc" tapped at 00:10: accepted, 30 minutes long, the minutes name the next day."""
+    from models.meetings import duration_minutes
+    from models.minutes import minutes_data, minutes_sections
+
+    _post(auth, secretary, "start")
+    _post(auth, secretary, "times", started_at="23:40", ended_at="")
+    monkeypatch.setattr("blueprints.meetings.local_now", lambda: dt.time(0, 10, 5))
+    response = _post(auth, secretary, "end")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    m = _meeting(secretary)
+    assert m.status == "ended" and m.ended_at == dt.time(0, 10, 5)
+    assert round(duration_minutes(m)) == 30
+    with db.connection_context():
+        text = " ".join(" ".join(lines) for _, lines in minutes_sections(minutes_data(m)))
+    next_day = m.held_on + dt.timedelta(days=1)
+    assert (f"kết thúc vào lúc 00 giờ 10 phút ngày {next_day.day:02d} tháng {next_day.month:02d} "
+            f"năm {next_day.year}.") in text, text
+    # Typed times past midnight are read the same way; a 23.5-hour "meeting" is a typing slip.
+    assert _post(auth, secretary, "times", started_at="21:30", ended_at="01:15").status_code == 200
+    assert round(duration_minutes(_meeting(secretary))) == 225
+    assert _post(auth, secretary, "times", started_at="14:00", ended_at="13:30").status_code == 422
 
 
 def test_end_before_start_is_refused(client, auth, secretary):

@@ -13,6 +13,7 @@ import io
 import json
 import re
 from html.parser import HTMLParser
+from zoneinfo import ZoneInfo
 
 import pytest
 from pypdf import PdfReader
@@ -137,7 +138,9 @@ def test_a_meeting_held_on_the_field_node_shows_identically_at_central(two_nodes
         hx_post(session, f"{base}/tasks", csrf, text=text, assignee=who,
                 due_on=(today + dt.timedelta(days=20 + n)).strftime("%d/%m/%Y"),
                 key=f"0191a0b0-0000-7000-8000-00000000030{n}")
-    hx_post(session, f"{base}/times", csrf, started_at="00:01", ended_at="")  # "now" is surely later
+    # Ten minutes ago in Vietnam, so "Kết thúc" comes later (past midnight too) at any hour of the run.
+    ago = (dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")) - dt.timedelta(minutes=10)).strftime("%H:%M")
+    hx_post(session, f"{base}/times", csrf, started_at=ago, ended_at="")
     hx_post(session, f"{base}/end", csrf)
     hx_post(session, f"{base}/times", csrf, started_at="14:00", ended_at="15:40")
     for step in ("read_back", "approve", "sign_chair", "sign_secretary"):
