@@ -99,6 +99,13 @@ SQLITE_PRAGMAS = {
 POOL = {"max_connections": 32, "stale_timeout": 600, "timeout": 10}
 
 
+# A PostgreSQL host that stops answering (powered off, a dropped VPN, a firewall that eats packets)
+# must fail a request within seconds, not hang it until the kernel gives up on TCP (minutes to hours):
+# a bound on connecting, and keepalives that notice a dead peer under a running query (~60 s).
+PG_CONNECTION = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+                 "keepalives_count": 3}
+
+
 def make_database(url: str, pooled: bool = False):
     """A peewee database for a `sqlite:///path` or `postgresql://…` URL (with a connection pool if `pooled`)."""
     if url.startswith("sqlite:///"):
@@ -115,7 +122,7 @@ def make_database(url: str, pooled: bool = False):
     if url.startswith(("postgresql://", "postgres://")):
         from playhouse.postgres_ext import PooledPsycopg3Database, Psycopg3Database
 
-        params = parse(url)
+        params = {**PG_CONNECTION, **parse(url)}  # the URL's own query parameters win
         name = params.pop("database")
         return PooledPsycopg3Database(name, **POOL, **params) if pooled else Psycopg3Database(name, **params)
     raise ValueError(f"CHIBO_DATABASE_URL không được hỗ trợ: {url!r} (dùng sqlite:/// hoặc postgresql://)")
