@@ -211,12 +211,14 @@ def sync_command(verify):
         try:
             report = run_sync(config, progress=click.echo, verify=verify)
         except SyncError as exc:
-            raise click.ClickException(f"Đồng bộ thất bại: {exc}") from None
+            note = field_status(str(config["NODE_ID"])).rebuild_note
+            raise click.ClickException(f"Đồng bộ thất bại: {exc}" + (f"\n{note}" if note else "")) from None
     for warning in report.warnings:
         click.echo(f"Cảnh báo: {warning}")
     click.echo(report.summary())
     if not report.ok:
-        raise click.ClickException("Đồng bộ chưa xong: " + " ".join(report.errors))
+        note = field_status(str(config["NODE_ID"])).rebuild_note
+        raise click.ClickException("Đồng bộ chưa xong: " + " ".join(report.errors) + (f"\n{note}" if note else ""))
     click.echo("Đồng bộ thành công.")
 
 

@@ -17,7 +17,7 @@ from models import Node, SyncState
 from models.base import utcnow
 from models.sync_state import AppliedBatch, Conflict, DeadLetter
 
-from .outbox import LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, pending_count, pushed_seq
+from .outbox import LAST_ERROR, LAST_ERROR_AT, LAST_SUCCESS, PULL_CURSOR, PULL_FULL, pending_count, pushed_seq
 
 
 @dataclass
@@ -36,6 +36,17 @@ class FieldStatus:
     local_dead_letters: list = None
     reconcile_note: str = ""
     verify_result: str = ""
+    # A rebuild from central (a new or restored node) stopped between pages: the node's data is partial.
+    rebuilding: bool = False
+
+    @property
+    def rebuild_note(self) -> str:
+        """What to tell the secretary while a rebuild from central is unfinished ("" otherwise)."""
+        if not self.rebuilding:
+            return ""
+        return ("Việc tải lại dữ liệu của nút từ trung tâm chưa xong (dừng ở số "
+                f"{self.pull_cursor}): dữ liệu trên máy có thể chưa đầy đủ. Hãy đồng bộ lại khi có mạng; "
+                "nút sẽ tải tiếp từ chỗ đã dừng.")
 
     @property
     def error_is_current(self) -> bool:
@@ -69,6 +80,7 @@ def field_status(node_id: str) -> FieldStatus:
                                 .order_by(DeadLetter.id.desc()).limit(50)),
         reconcile_note=SyncState.get_value("reconcile_note", "") or "",
         verify_result=SyncState.get_value("verify_result", "") or "",
+        rebuilding=SyncState.get_value(PULL_FULL, "0") == "1",
     )
 
 

@@ -311,6 +311,7 @@ def test_a_restored_node_gets_back_all_its_own_records_over_many_pull_pages(setu
     finally:
         relay.close()
     assert cut.returncode != 0 and relay.lost == [-3]
+    assert "tải lại dữ liệu của nút từ trung tâm chưa xong" in cut.stderr  # the secretary is told it is partial
     assert "khôi phục" in query(field_env, "SELECT value FROM sync_state WHERE key='reconcile_note'")[0][0]
     assert query(field_env, "SELECT value FROM sync_state WHERE key='pull_full'") == [("1",)]
     sync({**field_env, "CHIBO_SYNC_PULL_LIMIT": "4"})  # the link is back: the rebuild goes on where it stopped

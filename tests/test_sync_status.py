@@ -57,6 +57,23 @@ def test_field_status_shows_pending_changes_and_a_failed_run_keeps_them(field_ap
     assert fragment.split('data-testid="sync-pending">')[1].split("<")[0] == pending_before
 
 
+def test_an_unfinished_rebuild_from_central_is_shown_until_it_completes(field_app):
+    """A restored node whose rebuild stopped between pages says its data may be partial, and where it stopped."""
+    from models import SyncState
+
+    client = field_app.test_client()
+    assert AuthActions(client).login().status_code == 303
+    assert 'data-testid="sync-rebuilding"' not in client.get("/sync").get_data(as_text=True)
+    with field_app.app_context(), db.connection_context():
+        SyncState.set_value("pull_cursor", "1234")
+        SyncState.set_value("pull_full", "1")
+    page = client.get("/sync").get_data(as_text=True)
+    assert 'data-testid="sync-rebuilding"' in page and "chưa xong (dừng ở số 1234)" in page
+    with field_app.app_context(), db.connection_context():
+        SyncState.set_value("pull_full", "0")  # the last page of the rebuild stores this with its cursor
+    assert 'data-testid="sync-rebuilding"' not in client.get("/sync").get_data(as_text=True)
+
+
 def test_status_run_needs_csrf(field_app):
     """The button is a form: without the CSRF token it is refused (only the API is exempt)."""
     client = field_app.test_client()
