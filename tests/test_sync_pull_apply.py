@@ -102,6 +102,10 @@ def test_pages_are_asked_for_ahead_and_a_failed_page_drops_what_was_asked_ahead(
 
     def failing_on_page_two(page, next_cursor, node_id, full=False):
         calls.append(next_cursor)
+        if len(calls) == 1:  # applying page 1 takes a while: page 2's request goes out meanwhile (a busy CI
+            deadline = time.monotonic() + 5  # machine may start that thread late; without read-ahead it never comes)
+            while len(central.asked) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
         if len(calls) == 2:
             raise RuntimeError("mất điện giữa trang")
         return real_apply(page, next_cursor, node_id, full=full)
