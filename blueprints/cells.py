@@ -20,6 +20,7 @@ from models.planning import day_warning, year_compliance
 from models.members import MEMBER_STATUSES, POSITIONS, roll_for_cell
 from models.org import CELL_TYPES, ORG_LEVELS
 from models.roster import parse_date
+from models.base import local_today
 
 from .access import can_edit_members, central_admin_required, get_cell_or_404, held_here, readable_cells
 
@@ -42,8 +43,8 @@ def cell_view(cell_id: str):
     """One cell: its roll and one year of meetings (the calendar, with what falls short of the rules)."""
     cell = get_cell_or_404(cell_id)
     years = sorted({d.year for (d,) in Meeting.live().select(Meeting.held_on).where(Meeting.cell == cell.id).tuples()}
-                   | {dt.date.today().year}, reverse=True)
-    year = request.args.get("year", type=int) or dt.date.today().year
+                   | {local_today().year}, reverse=True)
+    year = request.args.get("year", type=int) or local_today().year
     meetings = list(Meeting.live().where((Meeting.cell == cell.id) & (Meeting.held_on >= dt.date(year, 1, 1))
                                          & (Meeting.held_on <= dt.date(year, 12, 31))).order_by(Meeting.held_on.desc()))
     tallies = meeting_tallies(meetings)

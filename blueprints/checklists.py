@@ -8,7 +8,6 @@ validation, XLSX) is in models/checklists.py and models/checklist_xlsx.py; views
 """
 from __future__ import annotations
 
-import datetime as dt
 import io
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
@@ -41,6 +40,7 @@ from models.checklists import (
     version_items,
     version_tree,
 )
+from models.base import local_today
 
 from .access import get_meeting_or_404, held_here, readable_cells, role_required
 from .web import htmx
@@ -219,7 +219,7 @@ def version_preview(version_id: str):
     from models.scoring import score_sheet
 
     version = get_version_or_404(version_id)
-    rules = rule_set_for(dt.date.today())
+    rules = rule_set_for(local_today())
     score = score_sheet(version_items(version), {}, {}, rules.params if rules else {})
     template_name = "checklists/_sheet.html" if htmx else "checklists/preview.html"
     return render_template(template_name, answer_set=None, answers={}, score=score,
@@ -513,7 +513,7 @@ def sheet_view(meeting_id: str, kind: str):
     if role not in ANSWER_ROLES:
         abort(404)
     # Scoring opens on the meeting day; the preparation sheet is filled before it.
-    writable = may_fill(meeting, role) and (kind == "chuan_bi" or meeting.held_on <= dt.date.today())
+    writable = may_fill(meeting, role) and (kind == "chuan_bi" or meeting.held_on <= local_today())
     answer_set = (AnswerSet.live().join(TemplateVersion).join(ChecklistTemplate)
                   .where((AnswerSet.meeting == meeting.id) & (AnswerSet.role == role)
                          & (ChecklistTemplate.kind == kind)).first())
@@ -541,7 +541,7 @@ def answer_set_item(answer_set_id: str, item_id: str):
     error = ""
     meeting = Meeting.get_by_id(answer_set.meeting_id)
     try:
-        if answer_set.version.template.kind != "chuan_bi" and meeting.held_on > dt.date.today():
+        if answer_set.version.template.kind != "chuan_bi" and meeting.held_on > local_today():
             raise ValidationError({"value": f"Chưa đến ngày sinh hoạt ({meeting.held_on:%d/%m/%Y}): phiếu chấm điểm mở từ ngày đó."})
         set_answer(answer_set, item, raw, na=na)
     except ValidationError as exc:

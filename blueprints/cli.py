@@ -14,6 +14,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from models import ALL_MODELS, Cell, Node, User, ValidationError, db
+from models.base import LOCAL_TZ
 from models.migrations import db_up
 from models.nodes import hash_token
 from models.seeds import seed_reference_data
@@ -246,7 +247,7 @@ def backup_sqlite(directory: Path) -> Path:
     import os
 
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = dt.datetime.now(LOCAL_TZ).strftime("%Y%m%d-%H%M%S")  # named by Vietnam's clock, as people read it
     target = directory / f"chibo-{current_app.config['NODE_ID']}-{stamp}-{secrets.token_hex(2)}.sqlite3"
     # A backup holds the whole database: readable by this account only, from the moment it exists.
     os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))

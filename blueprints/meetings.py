@@ -176,7 +176,7 @@ def meeting_new(cell_id: str):
     cell = get_cell_or_404(cell_id, write=True)
     if not held_here(cell):
         abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
-    form = {"held_on": request.form.get("held_on", dt.date.today().strftime("%d/%m/%Y")),
+    form = {"held_on": request.form.get("held_on", local_today().strftime("%d/%m/%Y")),
             "kind": request.form.get("kind", "regular"),
             "starts_at": request.form.get("starts_at", "14:00"),
             "title": request.form.get("title", "")}
@@ -507,7 +507,7 @@ def _planning_cell_and_year(cell_id: str):
     cell = get_cell_or_404(cell_id, write=True)
     if not held_here(cell):
         abort(403, "Chi bộ này do nút khác quản lý; tại đây chỉ được xem.")
-    year = request.form.get("year", type=int) or dt.date.today().year
+    year = request.form.get("year", type=int) or local_today().year
     if not 2000 <= year <= 2100:
         abort(400)
     return cell, year
@@ -579,7 +579,7 @@ def orientation_index():
     """Central's monthly orientation for the cells' meetings: the list, and a form for central's admin."""
     can_edit = current_user.role == "admin" and current_app.config["ROLE"] == "central"
     form, errors = {}, {}
-    today = dt.date.today()
+    today = local_today()
     if request.method == "POST":
         if not can_edit:
             abort(403, "Định hướng nội dung chỉ được viết tại trung tâm.")

@@ -20,7 +20,7 @@ from flask_login import current_user, login_required
 
 from models import Cell, Member, Position, ValidationError, db
 from models.audit import acting_as, history
-from models.base import utcnow
+from models.base import local_today, utcnow
 from models.charter import member_warnings
 from models.members import (
     GENDERS,
@@ -110,7 +110,7 @@ def member_export():
     members = _listed(_filters())
     held = current_positions([m.id for m in members])
     data = export_xlsx(members, {mid: terms[0].kind for mid, terms in held.items()})
-    name = f"danh-sach-dang-vien-{dt.date.today():%Y%m%d}.xlsx"
+    name = f"danh-sach-dang-vien-{local_today():%Y%m%d}.xlsx"
     return send_file(io.BytesIO(data), as_attachment=True, download_name=name,
                      mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 
@@ -130,7 +130,7 @@ def member_view(member_id: str):
         has_contributions=any(a.contributions for a in activity),
         can_edit=can_edit_members(cell), can_assign=_can_assign(),
         history=history("member", member.id) if current_user.role != "member" else [],
-        today=dt.date.today(),
+        today=local_today(),
     )
 
 
@@ -192,7 +192,7 @@ def member_new():
         try:
             # Left empty, the status dates from the membership date it implies.
             implied = member.full_member_on if member.status == "full" else member.admitted_on
-            effective = parse_date(form["effective_on"]) or implied or member.admitted_on or dt.date.today()
+            effective = parse_date(form["effective_on"]) or implied or member.admitted_on or local_today()
         except ValueError as exc:
             errors["effective_on"], effective = str(exc), None
         if not errors:
@@ -242,7 +242,7 @@ def member_status(member_id: str):
     form = {k: (request.form.get(k) or "").strip() for k in ("status", "effective_on", "decision", "reason")}
     errors = {}
     if request.method == "GET":
-        form = {"status": member.status, "effective_on": dt.date.today().strftime("%d/%m/%Y"),
+        form = {"status": member.status, "effective_on": local_today().strftime("%d/%m/%Y"),
                 "decision": "", "reason": ""}
     else:
         try:
@@ -274,7 +274,7 @@ def position_new(member_id: str):
     form = {k: (request.form.get(k) or "").strip() for k in ("kind", "start_on", "note")}
     errors = {}
     if request.method == "GET":
-        form = {"kind": "chi_uy_vien", "start_on": dt.date.today().strftime("%d/%m/%Y"), "note": ""}
+        form = {"kind": "chi_uy_vien", "start_on": local_today().strftime("%d/%m/%Y"), "note": ""}
     else:
         try:
             start = parse_date(form["start_on"])
@@ -303,7 +303,7 @@ def position_end(position_id: str):
     if not _can_assign():
         abort(403, "Chỉ quản trị tại trung tâm được kết thúc chức vụ.")
     try:
-        end = parse_date(request.form.get("end_on")) or dt.date.today()
+        end = parse_date(request.form.get("end_on")) or local_today()
         end_position(term, end)
     except (ValueError, ValidationError) as exc:
         abort(422, "Không kết thúc được nhiệm kỳ: " + (

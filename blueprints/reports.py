@@ -37,7 +37,7 @@ from models.supervision_report import (
     rec_year_rows, score_counts, score_facts, score_matches, supervision_years, supervisor_names, visit_facts,
     visit_totals, visit_year_rows, yoy_rows,
 )
-from models.base import utcnow
+from models.base import local_today, utcnow
 
 from .access import readable_cells, role_required
 
@@ -65,7 +65,7 @@ def _int(name: str, low: int, high: int) -> int | None:
 
 def read_filters() -> tuple[Filters, list]:
     """The dashboard filters from the query string, and the cells they cover."""
-    today = dt.date.today()
+    today = local_today()
     year = _int("year", FIRST_YEAR, today.year + 1) or today.year
     cells = list(visible_cells().namedtuples())
     g.report_cells = cells
@@ -233,7 +233,7 @@ def report_dashboard():
     """The consolidated dashboard for one year (and optional quarter, month, cell, kind)."""
     refresh()
     filters, cells = read_filters()
-    today = dt.date.today()
+    today = local_today()
     by_month = month_series(filters)
     total = metrics(filters)[()]
     page = max(request.args.get("page", 1, type=int) or 1, 1)
@@ -452,7 +452,7 @@ def report_csv():
     if which == "bands":
         return _csv(bands_table(total, f"Xếp loại năm {filters.year}"), f"xep-loai-{filters.year}")
     if which == "matrix":
-        return _csv(matrix_table(cells, compliance_matrix(cells, filters.year, dt.date.today()), filters.year),
+        return _csv(matrix_table(cells, compliance_matrix(cells, filters.year, local_today()), filters.year),
                     f"ma-tran-{filters.year}")
     panel = next((p for p in (f(filters, total) for f in DASHBOARD_PANELS) if p and p.get("key") == which), None)
     if panel:
@@ -487,7 +487,7 @@ def build_pack(cells: list, end: int, title: str, progress=None) -> tuple[bytes,
     pack = five_year_pack(cells, years, title, progress=(lambda d, t: progress(d, t + 2)) if progress else None)
     tables = pack_tables(pack)
     subtitle = (f"Giai đoạn {years[0]}–{years[-1]} · {len(cells)} chi bộ · lập ngày "
-                f"{dt.date.today():%d/%m/%Y}")
+                f"{local_today():%d/%m/%Y}")
     xlsx = xlsx_bytes(f"{title} ({subtitle})", tables)
     if progress:
         progress(len(years) + 3, len(years) + 4)
@@ -522,7 +522,7 @@ def _run_pack(app, job_id: str, cell_ids: list[str], end: int, title: str) -> No
 def report_pack():
     """Choose the cells and the last year of the five-year review, then build it in the background."""
     cells = list(visible_cells())
-    today = dt.date.today()
+    today = local_today()
     form = {"cell": request.values.get("cell", ""), "end": request.values.get("end", str(today.year))}
     errors = {}
     if request.method == "POST":
@@ -610,7 +610,7 @@ def report_rating():
     cells = list(visible_cells())
     if not cells:
         abort(404)
-    today = dt.date.today()
+    today = local_today()
     cell_id = request.values.get("cell") or cells[0].id
     cell = next((c for c in cells if c.id == cell_id), None)
     if cell is None:

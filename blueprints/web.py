@@ -14,7 +14,6 @@ import datetime as dt
 import gzip
 import hashlib
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from flask import Flask, has_request_context, jsonify, redirect, render_template, request, send_from_directory, url_for
 from flask.sessions import SecureCookieSessionInterface
@@ -24,13 +23,13 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from models import User
+from models.base import LOCAL_TZ
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
 htmx = HTMX()
 
-LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")

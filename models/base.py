@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import uuid
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from peewee import (
     AutoField,
@@ -69,6 +70,14 @@ AUDIT_HOOK = None
 def utcnow() -> dt.datetime:
     """Naive UTC now, the form every stored timestamp uses."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def local_today() -> dt.date:
+    """Today in Vietnam, whatever the server's time zone (a server on UTC is still on yesterday until 07:00)."""
+    return dt.datetime.now(LOCAL_TZ).date()
 
 
 def new_id() -> str:

@@ -17,6 +17,7 @@ from .meetings import Attendance, Meeting
 from .members import CELL_COMMITTEE, Member, current_positions
 from .org import Cell
 from .rules import RuleSet, rule_set_for
+from .base import local_today
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _rules(cell: Cell, day: dt.date) -> RuleSet | None:
 def member_warnings(member: Member, day: dt.date | None = None, rules: RuleSet | None = None,
                     absences: dict[str, int] | None = None) -> list[CharterWarning]:
     """Warnings about one member: probation overdue, unexcused absences to review."""
-    day = day or dt.date.today()
+    day = day or local_today()
     rules = rules or _rules(Cell.get_by_id(member.cell_id), day)
     if rules is None:
         return []
@@ -96,7 +97,7 @@ def member_warnings(member: Member, day: dt.date | None = None, rules: RuleSet |
 
 def cell_warnings(cell: Cell, day: dt.date | None = None) -> list[CharterWarning]:
     """Warnings about a cell: committee needed or too large, plus every member's warnings."""
-    day = day or dt.date.today()
+    day = day or local_today()
     rules = _rules(cell, day)
     if rules is None:
         return []

@@ -21,7 +21,7 @@ from typing import Any
 
 from peewee import BooleanField, CharField, DateTimeField, FloatField, ForeignKeyField, IntegerField, TextField
 
-from .base import SyncedModel, ValidationError, db, register, utcnow
+from .base import SyncedModel, ValidationError, db, local_today, register, utcnow
 from .meetings import Meeting
 from .org import Cell
 from .rules import RuleSet
@@ -565,7 +565,7 @@ def rule_set_of(answer_set: AnswerSet) -> RuleSet | None:
         if meeting.rule_set_id:
             return RuleSet.get_by_id(meeting.rule_set_id)
         return rule_set_for(meeting.held_on)
-    return rule_set_for(dt.date.today())
+    return rule_set_for(local_today())
 
 
 def _num(value: float) -> str:

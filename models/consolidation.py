@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from peewee import (BlobField, BooleanField, Case, CharField, DateField, DateTimeField, FloatField, IntegerField,
                     PostgresqlDatabase, fn)
 
-from .base import BaseModel, ChangeLog, db, new_id, utcnow, write_transaction
+from .base import BaseModel, ChangeLog, db, local_today, new_id, utcnow, write_transaction
 from .meetings import REGULAR_KINDS
 from .rules import BAND_CODES, BAND_LABELS, ANNUAL_LEVELS, RuleSet, rule_set_for
 
@@ -1017,7 +1017,7 @@ def rating_evidence(cell, year: int) -> CellEvidence:
     from .scoring import annual_level, excellent_quota, meets_annual_tot
 
     refresh()
-    rules = rule_set_for(min(dt.date(year, 12, 31), dt.date.today()), cell.organisation_id)
+    rules = rule_set_for(min(dt.date(year, 12, 31), local_today()), cell.organisation_id)
     params = rules.params if rules else {}
     m = metrics(Filters(year=year, cell_ids=[cell.id]))[()]
     bands = [b for (b,) in ReportMeeting.select(ReportMeeting.self_band)
@@ -1106,7 +1106,7 @@ class Pack:
 def five_year_pack(cells: list, years: list[int], title: str, today: dt.date | None = None,
                    progress: Callable[[int, int], None] | None = None) -> Pack:
     """Gather the pack's tables from the rollup: per year and per cell × year."""
-    today = today or dt.date.today()
+    today = today or local_today()
     ids = [c.id for c in cells]
     steps = len(years) + 2
     step = 0

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from .audit import audit_suppressed
-from .base import db
+from .base import db, local_today
 from .meetings import Attendance, Meeting
 from .members import Member, MemberStatusChange, Position
 from .org import Cell, Organisation
@@ -73,7 +73,7 @@ def has_data() -> bool:
 
 def load_demo(today: dt.date | None = None, seed: int = 2023, start_year: int = 2019) -> list[DemoAccount]:
     """Create the demo organisation, members, meetings and accounts; return the accounts made."""
-    today = today or dt.date.today()
+    today = today or local_today()
     rng = random.Random(seed)
     accounts: list[DemoAccount] = []
     # A bulk load, not a person's edits: no audit rows (the trail starts with real use).

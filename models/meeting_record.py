@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from peewee import JOIN, CharField, DateField, ForeignKeyField, IntegerField
 
-from .base import ValidationError, db, register
+from .base import ValidationError, db, local_today, register
 from .meetings import (
     CONCLUSION_KINDS,
     END_BEFORE_START,
@@ -258,7 +258,7 @@ def superior_people() -> list[tuple[str, str]]:
     """(name, position) of the Party committee's people: members holding committee-level positions."""
     from .members import Position
 
-    day = dt.date.today()
+    day = local_today()
     rows = (Position.live().join(Member).where(
         Position.kind.in_(("dang_uy_vien", "uy_vien_btv")) & (Position.start_on <= day)
         & (Position.end_on.is_null() | (Position.end_on >= day)) & Member.deleted_at.is_null())

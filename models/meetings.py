@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from peewee import BooleanField, CharField, DateField, ForeignKeyField, TextField, TimeField
 
-from .base import SyncedModel, ValidationError, register
+from .base import SyncedModel, ValidationError, local_today, register
 from .members import Member, roll_for_cell
 from .org import Cell, cell_node
 from .rowcache import active, lookup, lookup_row, peek_row, scope_of
@@ -351,13 +351,6 @@ def attendance_by_member(meeting: Meeting) -> dict[str, Attendance]:
     """The meeting's live attendance rows keyed by member id."""
     rows = Attendance.live().where(Attendance.meeting == meeting.id)
     return {row.member_id: row for row in rows}
-
-
-def local_today() -> dt.date:
-    """Today in Vietnam, whatever the server's time zone (a 06:30 meeting is already "today")."""
-    from zoneinfo import ZoneInfo
-
-    return dt.datetime.now(ZoneInfo("Asia/Ho_Chi_Minh")).date()
 
 
 def ensure_day_reached(meeting: Meeting, today: dt.date | None = None) -> None:

@@ -14,7 +14,7 @@ import unicodedata
 
 from peewee import CharField, DateField, ForeignKeyField, IntegerField, TextField
 
-from .base import SyncedModel, ValidationError, register
+from .base import SyncedModel, ValidationError, local_today, register
 from .org import Cell, cell_node
 
 MEMBER_STATUSES = {
@@ -75,7 +75,7 @@ class Member(SyncedModel):
         errors = {}
         if not (self.full_name or "").strip():
             errors["full_name"] = "Vui lòng nhập họ và tên."
-        today = dt.date.today()
+        today = local_today()
         if self.birth_year is not None and not (1900 <= int(self.birth_year) <= today.year - 16):
             errors["birth_year"] = f"Năm sinh phải từ 1900 đến {today.year - 16}."
         if self.card_number is not None:
@@ -146,7 +146,7 @@ class MemberStatusChange(SyncedModel):
             errors["status"] = "Trạng thái đảng viên không hợp lệ."
         if not isinstance(self.effective_on, dt.date):
             errors["effective_on"] = "Vui lòng nhập ngày hiệu lực (dd/mm/yyyy)."
-        elif self.effective_on > dt.date.today():
+        elif self.effective_on > local_today():
             errors["effective_on"] = "Ngày hiệu lực không được ở tương lai."
         if self.status in NEEDS_DECISION and not (self.decision or "").strip():
             errors["decision"] = "Vui lòng ghi số quyết định (hoặc nghị quyết) của chi bộ."
@@ -177,7 +177,7 @@ class Position(SyncedModel):
             errors["kind"] = "Chức vụ không hợp lệ."
         if not isinstance(self.start_on, dt.date):
             errors["start_on"] = "Vui lòng nhập ngày bắt đầu nhiệm kỳ (dd/mm/yyyy)."
-        elif self.start_on > dt.date.today():
+        elif self.start_on > local_today():
             errors["start_on"] = "Ngày bắt đầu không được ở tương lai."
         elif self.end_on and self.end_on < self.start_on:
             errors["end_on"] = "Ngày kết thúc phải sau ngày bắt đầu."
@@ -212,7 +212,7 @@ def status_history(member: Member) -> list[MemberStatusChange]:
 
 def current_positions(member_ids, day: dt.date | None = None) -> dict[str, list[Position]]:
     """Member id -> the terms active on `day` (today by default), in one query."""
-    day = day or dt.date.today()
+    day = day or local_today()
     ids = list(member_ids)
     if not ids:
         return {}
@@ -307,7 +307,7 @@ def search_members(query, text: str = "", status: str = "", position: str = "",
     elif status:
         query = query.where(Member.status == status)
     if position:
-        day = day or dt.date.today()
+        day = day or local_today()
         holders = (Position.live().select(Position.member)
                    .where((Position.kind == position) & (Position.start_on <= day)
                           & (Position.end_on.is_null() | (Position.end_on >= day))))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from peewee import CharField, ForeignKeyField, IntegerField, TextField
 
-from .base import SyncedModel, ValidationError, db, register
+from .base import SyncedModel, ValidationError, db, local_today, register
 from .holidays import holiday_on
 from .meetings import (MEETING_KINDS, REGULAR_KINDS, Meeting, attendance_rate, duration_minutes, ensure_open,
                        rate_passes)
@@ -178,7 +178,7 @@ class YearCompliance:
 
 def year_compliance(cell: Cell, year: int, meetings: list[Meeting], tallies: dict, today: dt.date | None = None) -> YearCompliance:
     """Judge a cell's year from its meetings (those of that year) up to today, by their rule sets."""
-    today = today or dt.date.today()
+    today = today or local_today()
     result = YearCompliance(year=year)
     cache: dict = {}
     held = [m for m in meetings if m.held_on.year == year and m.status in HELD]

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 from peewee import CharField, DateTimeField, IntegerField, TextField
 
-from .base import BaseModel, ValidationError, db, new_id, utcnow
+from .base import BaseModel, ValidationError, db, local_today, new_id, utcnow
 from .members import (
     GENDERS,
     MEMBER_STATUSES,
@@ -200,7 +200,7 @@ class RowResult:
 
 def validate_rows(rows: list[dict[str, str]], cells: dict[str, Cell], today: dt.date | None = None) -> list[RowResult]:
     """Check every row (cell code among `cells`, dates, card numbers unique in file and database)."""
-    today = today or dt.date.today()
+    today = today or local_today()
     results = []
     seen_cards: dict[str, int] = {}
     cards_in_file = [r.get("card_number", "").strip() for r in rows if r.get("card_number", "").strip()]
@@ -270,7 +270,7 @@ def apply_rows(results: list[RowResult], today: dt.date | None = None, progress=
 
     `progress(done, total)`, when given, is called every 25 rows and at the end (for a progress bar).
     """
-    today = today or dt.date.today()
+    today = today or local_today()
     bad = [r for r in results if not r.ok]
     if bad:
         raise ValidationError({"rows": f"Còn {len(bad)} dòng có lỗi; chưa nhập dòng nào."})
