@@ -54,6 +54,7 @@ def test_a_meeting_that_runs_past_midnight_ends_the_next_day(client, auth, secre
     monkeypatch.setattr("blueprints.meetings.local_now", lambda: dt.time(0, 10, 5))
     response = _post(auth, secretary, "end")
     assert response.status_code == 200, response.get_data(as_text=True)
+    assert 'data-testid="ended-next-day">(ngày hôm sau)' in response.get_data(as_text=True)
     m = _meeting(secretary)
     assert m.status == "ended" and m.ended_at == dt.time(0, 10, 5)
     assert round(duration_minutes(m)) == 30
