@@ -316,16 +316,20 @@ def apply_rate(url: str, batches: list[dict]) -> tuple[float, int]:
     """Apply the batches at a central database through `apply_push`; (changes per second, changes)."""
     from models import Node, db, init_db
     from models.migrations import SCHEMA_VERSION
+    from sync.protocol import canonical_json
     from sync.server import apply_push
 
     database = init_db(url)
     total = sum(len(b["changes"]) for b in batches)
+    for batch in batches:
+        batch["schema_version"] = SCHEMA_VERSION
+    # The bytes central receives: a field node sends canonical JSON (Batch.canonical_body).
+    sent = [canonical_json(batch) for batch in batches]
     with db.connection_context():
         node = Node.get_by_id("doi-1")
         started = time.perf_counter()
-        for batch in batches:
-            batch["schema_version"] = SCHEMA_VERSION
-            answer, _ = apply_push(node, batch, {})
+        for batch, raw in zip(batches, sent):
+            answer, _ = apply_push(node, batch, {}, raw)
             if answer["set_aside"]:
                 raise RuntimeError(f"set aside: {answer['set_aside'][:2]}")
         seconds = time.perf_counter() - started

@@ -64,8 +64,10 @@ def _authenticated_node() -> Node:
     raise Refusal(401, "unauthorized", "Mã đồng bộ không đúng hoặc nút chưa được đăng ký tại trung tâm.")
 
 
-def _json_body() -> Any:
-    """The request body decoded as JSON, refused when too large (413) or not JSON (400)."""
+def _json_body(keep_raw: bool = False) -> Any:
+    """The request body decoded as JSON, refused when too large (413) or not JSON (400).
+
+    `keep_raw`: return (body, its bytes after decompression) instead."""
     limit = setting(current_app.config, "SYNC_MAX_REQUEST_BYTES")
     length = request.content_length
     if length is not None and length > limit:
@@ -91,7 +93,7 @@ def _json_body() -> Any:
         for child in (value.values() if isinstance(value, dict) else value):
             if isinstance(child, (dict, list)):
                 stack.append((child, depth + 1))
-    return body
+    return (body, raw) if keep_raw else body
 
 
 def _decoded(raw: bytes, encoding: str, limit: int) -> bytes:
@@ -149,8 +151,8 @@ def push_view():
     try:
         _central_only()
         node = _authenticated_node()
-        body = _json_body()
-        answer, replayed = apply_push(node, body, current_app.config)
+        body, raw = _json_body(keep_raw=True)
+        answer, replayed = apply_push(node, body, current_app.config, raw)
     except Refusal as refusal:
         return _refuse(refusal)
     response = jsonify(answer)

@@ -63,6 +63,27 @@ def content_hash(changes: list[dict[str, Any]]) -> str:
     return hashlib.sha256(canonical_json(changes)).hexdigest()
 
 
+def sent_changes_hash(body: Any, raw: bytes) -> str | None:
+    """SHA-256 (hex) of the "changes" member of a push exactly as its bytes arrived, or None.
+
+    A field node sends its push as canonical JSON (Batch.canonical_body), so the member's bytes are the
+    canonical encoding its content_hash was taken over: hashing them checks the batch without encoding
+    it again (7 % of central's apply time, issue 10). Found by rebuilding the small members around it
+    from the parsed body; any other layout gives None and the caller hashes the parsed changes."""
+    if not isinstance(body, dict) or "changes" not in body or not isinstance(raw, (bytes, bytearray)):
+        return None
+    try:
+        before = [canonical_json(k) + b":" + canonical_json(v) for k, v in sorted(body.items()) if k < "changes"]
+        after = [canonical_json(k) + b":" + canonical_json(v) for k, v in sorted(body.items()) if k > "changes"]
+    except (TypeError, ValueError):
+        return None
+    prefix = b"{" + b"".join(member + b"," for member in before) + b'"changes":'
+    suffix = b"".join(b"," + member for member in after) + b"}"
+    if len(raw) < len(prefix) + len(suffix) + 2 or not raw.startswith(prefix) or not raw.endswith(suffix):
+        return None
+    return hashlib.sha256(memoryview(raw)[len(prefix):len(raw) - len(suffix)]).hexdigest()
+
+
 def batch_id_for(node_id: str, from_seq: int, to_seq: int, digest: str) -> str:
     """A stable batch id: the same node, range and content always give the same id (safe retries)."""
     return str(uuid.uuid5(BATCH_NAMESPACE, f"{node_id}:{from_seq}:{to_seq}:{digest}"))

@@ -26,7 +26,7 @@ from models.sync_state import AppliedBatch, DeadLetter
 
 from .batch import apply_batch
 from .merge import Outcome, SetAside, apply_change, check_change_shape, in_savepoint
-from .protocol import PROTOCOL_VERSION, Refusal, content_hash, setting
+from .protocol import PROTOCOL_VERSION, Refusal, content_hash, sent_changes_hash, setting
 from .scope import rehome_cells
 
 BATCH_FIELDS = {"batch_id": str, "node_id": str, "schema_version": int, "from_seq": int,
@@ -159,11 +159,12 @@ def _record_ref(index: int, change: dict[str, Any]) -> dict[str, Any]:
     return {"index": index, "table": change.get("table"), "record_id": change.get("record_id")}
 
 
-def validate_batch(node: Node, body: Any, config: Mapping[str, Any]) -> list[Any]:
+def validate_batch(node: Node, body: Any, config: Mapping[str, Any], raw: bytes | None = None) -> list[Any]:
     """Check the batch envelope (shape, limits, hash); return its changes. Refusals are whole-batch 4xx.
 
     Each change is checked later, one by one: a change that cannot be applied is set aside as a dead
-    letter instead of refusing the batch, so it never blocks the changes behind it.
+    letter instead of refusing the batch, so it never blocks the changes behind it. `raw`: the body's
+    bytes as received (the hash is then checked on the changes' bytes when the body is canonical).
     """
     _check_shape(body, BATCH_FIELDS, "Lô thay đổi")
     try:
@@ -184,15 +185,18 @@ def validate_batch(node: Node, body: Any, config: Mapping[str, Any]) -> list[Any
     for key in ("db_id", "generation"):
         if key in body and not isinstance(body[key], (str, int)):
             raise Refusal(400, "bad_request", f"Trường {key} sai kiểu dữ liệu.", field=key)
-    if content_hash(changes) != body["content_hash"]:
+    if (raw is None or sent_changes_hash(body, raw) != body["content_hash"]) and \
+            content_hash(changes) != body["content_hash"]:
         raise Refusal(400, "hash_mismatch", "Mã băm nội dung (content_hash) không khớp với danh sách thay "
                                             "đổi; dữ liệu có thể bị hỏng trên đường truyền.")
     return changes
 
 
-def apply_push(node: Node, body: Any, config: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Apply one pushed batch in one transaction (bad changes set aside); return (answer, replayed)."""
-    changes = validate_batch(node, body, config)
+def apply_push(node: Node, body: Any, config: Mapping[str, Any], raw: bytes | None = None) -> tuple[dict[str, Any], bool]:
+    """Apply one pushed batch in one transaction (bad changes set aside); return (answer, replayed).
+
+    `raw`: the body's bytes as received, when there are any (validate_batch)."""
+    changes = validate_batch(node, body, config, raw)
     stored = AppliedBatch.get_or_none(AppliedBatch.batch_id == body["batch_id"])
     if stored is not None:
         return _replay(stored, node, body), True

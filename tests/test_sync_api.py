@@ -192,6 +192,39 @@ def test_content_hash_mismatch_is_400(client, org, token):
     assert counts() == before
 
 
+def _canonical(body: dict, **extra) -> bytes:
+    """The body as a field node sends it (Batch.canonical_body: canonical JSON, changes encoded once)."""
+    from sync.outbox import Batch
+
+    wire = Batch(batch_id=body["batch_id"], node_id=body["node_id"], from_seq=body["from_seq"],
+                 to_seq=body["to_seq"], changes=body["changes"], content_hash=body["content_hash"],
+                 schema_version=body["schema_version"])
+    return wire.canonical_body(**extra)
+
+
+def test_a_canonical_push_is_checked_on_its_bytes(client, org, token, monkeypatch):
+    """The client's canonical body is hashed as it arrived, without encoding the changes again; a body in
+    any other layout (json.dumps with spaces, as the tests above send) is still checked by re-encoding."""
+    meeting = new_meeting(org)
+    raw = _canonical(batch([change(meeting)]), db_id="8c6f2d0e", generation=2)
+    monkeypatch.setattr("sync.server.content_hash", lambda changes: pytest.fail("the changes were encoded again"))
+    response = push(client, None, token, raw=raw)
+    assert response.status_code == 200 and response.get_json()["applied"] == 1, response.get_json()
+    assert Meeting.get_by_id(meeting.id).title == "Sinh hoạt tại đội"
+
+
+def test_a_canonical_push_damaged_on_the_way_is_400(client, org, token):
+    """One changed word inside the changes' bytes (still valid JSON): refused whole, nothing applied."""
+    meeting = new_meeting(org)
+    raw = _canonical(batch([change(meeting)]))
+    damaged = raw.replace("Sinh hoạt tại đội".encode(), "Sinh hoạt tại chợ".encode())
+    assert damaged != raw
+    before = counts()
+    response = push(client, None, token, raw=damaged)
+    assert response.status_code == 400 and response.get_json()["error"] == "hash_mismatch"
+    assert counts() == before
+
+
 def test_unknown_table_is_set_aside(client, org, token):
     """A change for a table central does not know is set aside; the valid change before it is applied."""
     meeting = new_meeting(org)
