@@ -142,10 +142,11 @@ def schedule_clash(cell_id: str, held_on: dt.date, kind: str, meeting_id: str | 
 
 
 # A meeting that runs past midnight ends "earlier" than it began; the end is read as the next day
-# when that leaves a plausible meeting (at most this long), else it is a typing slip and refused.
-LONGEST_MEETING = dt.timedelta(hours=12)
-END_BEFORE_START = ("Giờ kết thúc phải sau giờ bắt đầu (nếu buổi sinh hoạt kéo dài qua nửa đêm, "
-                    "giờ kết thúc được tính sang ngày hôm sau, tối đa 12 giờ).")
+# when that leaves a plausible evening meeting (at most this long), else it is a typing slip and
+# refused: "14:00 → 01:30" meant 15:30, not an 11½-hour meeting. An input check, not a Party rule.
+LONGEST_PAST_MIDNIGHT = dt.timedelta(hours=8)
+END_BEFORE_START = ("Giờ kết thúc phải sau giờ bắt đầu (buổi sinh hoạt kéo dài qua nửa đêm thì giờ kết thúc "
+                    "được tính sang ngày hôm sau, khi cả buổi không quá 8 giờ).")
 
 
 def held_span(start: dt.time, end: dt.time) -> dt.timedelta:
@@ -156,7 +157,7 @@ def held_span(start: dt.time, end: dt.time) -> dt.timedelta:
 
 def held_span_ok(start: dt.time, end: dt.time) -> bool:
     """The end comes after the start, past midnight included, within a plausible meeting length."""
-    return dt.timedelta(0) < held_span(start, end) <= LONGEST_MEETING if end < start else end > start
+    return dt.timedelta(0) < held_span(start, end) <= LONGEST_PAST_MIDNIGHT if end < start else end > start
 
 
 def ends_next_day(meeting: "Meeting") -> bool:

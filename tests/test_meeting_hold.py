@@ -63,10 +63,14 @@ def test_a_meeting_that_runs_past_midnight_ends_the_next_day(client, auth, secre
     next_day = m.held_on + dt.timedelta(days=1)
     assert (f"kết thúc vào lúc 00 giờ 10 phút ngày {next_day.day:02d} tháng {next_day.month:02d} "
             f"năm {next_day.year}.") in text, text
-    # Typed times past midnight are read the same way; a 23.5-hour "meeting" is a typing slip.
+    # Typed times past midnight are read the same way; an end that would make the meeting last more than
+    # 8 hours is a typing slip ("14:00 → 01:30" meant 15:30), refused with what was typed kept.
     assert _post(auth, secretary, "times", started_at="21:30", ended_at="01:15").status_code == 200
     assert round(duration_minutes(_meeting(secretary))) == 225
-    assert _post(auth, secretary, "times", started_at="14:00", ended_at="13:30").status_code == 422
+    for typed in ("01:30", "13:30"):
+        refused = _post(auth, secretary, "times", started_at="14:00", ended_at=typed)
+        assert refused.status_code == 422 and f'value="{typed}"' in refused.get_data(as_text=True)
+    assert round(duration_minutes(_meeting(secretary))) == 225  # nothing changed
 
 
 def test_end_before_start_is_refused(client, auth, secretary):
