@@ -213,15 +213,19 @@ def sync_command(verify):
         try:
             report = run_sync(config, progress=click.echo, verify=verify)
         except SyncError as exc:
-            note = field_status(str(config["NODE_ID"])).rebuild_note
-            raise click.ClickException(f"Đồng bộ thất bại: {exc}" + (f"\n{note}" if note else "")) from None
+            raise _sync_failed(f"Đồng bộ thất bại: {exc}") from None
     for warning in report.warnings:
         click.echo(f"Cảnh báo: {warning}")
     click.echo(report.summary())
     if not report.ok:
-        note = field_status(str(config["NODE_ID"])).rebuild_note
-        raise click.ClickException("Đồng bộ chưa xong: " + " ".join(report.errors) + (f"\n{note}" if note else ""))
+        raise _sync_failed("Đồng bộ chưa xong: " + " ".join(report.errors))
     click.echo("Đồng bộ thành công.")
+
+
+def _sync_failed(message: str) -> click.ClickException:
+    """The sync command's error, with the unfinished-rebuild warning when the node's data is partial."""
+    note = field_status(str(current_app.config["NODE_ID"])).rebuild_note
+    return click.ClickException(message + (f"\n{note}" if note else ""))
 
 
 # In a field office the secretary is the one at the node, so they may see its state and sync it.

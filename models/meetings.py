@@ -146,7 +146,7 @@ def schedule_clash(cell_id: str, held_on: dt.date, kind: str, meeting_id: str | 
 # refused: "14:00 → 01:30" meant 15:30, not an 11½-hour meeting. An input check, not a Party rule.
 LONGEST_PAST_MIDNIGHT = dt.timedelta(hours=8)
 END_BEFORE_START = ("Giờ kết thúc phải sau giờ bắt đầu (buổi sinh hoạt kéo dài qua nửa đêm thì giờ kết thúc "
-                    "được tính sang ngày hôm sau, khi cả buổi không quá 8 giờ).")
+                    f"được tính sang ngày hôm sau, khi cả buổi không quá {LONGEST_PAST_MIDNIGHT.seconds // 3600} giờ).")
 
 
 def held_span(start: dt.time, end: dt.time) -> dt.timedelta:

@@ -73,12 +73,12 @@ def sent_changes_hash(body: Any, raw: bytes) -> str | None:
     if not isinstance(body, dict) or "changes" not in body or not isinstance(raw, (bytes, bytearray)):
         return None
     try:
-        before = [canonical_json(k) + b":" + canonical_json(v) for k, v in sorted(body.items()) if k < "changes"]
-        after = [canonical_json(k) + b":" + canonical_json(v) for k, v in sorted(body.items()) if k > "changes"]
+        members = {key: canonical_json(key) + b":" + canonical_json(value) for key, value in body.items()
+                   if key != "changes"}
     except (TypeError, ValueError):
         return None
-    prefix = b"{" + b"".join(member + b"," for member in before) + b'"changes":'
-    suffix = b"".join(b"," + member for member in after) + b"}"
+    prefix = b"{" + b"".join(members[key] + b"," for key in sorted(members) if key < "changes") + b'"changes":'
+    suffix = b"".join(b"," + members[key] for key in sorted(members) if key > "changes") + b"}"
     if len(raw) < len(prefix) + len(suffix) + 2 or not raw.startswith(prefix) or not raw.endswith(suffix):
         return None
     return hashlib.sha256(memoryview(raw)[len(prefix):len(raw) - len(suffix)]).hexdigest()
