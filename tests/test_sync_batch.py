@@ -1083,3 +1083,49 @@ def test_a_constraint_flushed_by_a_left_scope_notice_is_not_blamed_on_the_notice
     assert_same(fast, slow)
     assert counts == slow_counts
     check_ways(fast_ways, slow_ways, redo=True)
+
+
+def test_the_garbage_collector_is_paused_only_while_a_batch_is_applied_fast(tmp_path):
+    """The fast way runs without cyclic collection; the collector is back after it, after a redo and after a crash."""
+    import gc
+
+    from peewee import IntegrityError
+    from models import init_db
+
+    database = init_db(f"sqlite:///{tmp_path / 'gc.sqlite3'}")
+    seen: list[bool] = []  # whether the collector was on, for each change applied
+    seen_redo: list[bool] = []
+
+    def apply_one(index, change):
+        seen.append(gc.isenabled())
+        if change == "refused-by-the-database" and not seen_redo:
+            seen_redo.append(True)
+            raise IntegrityError("the unique index")
+        if change == "crash":
+            raise RuntimeError("disk gone")
+        return None
+
+    assert gc.isenabled()
+    with database.connection_context(), database.atomic():
+        batch_module.apply_batch(["a", "b"], apply_one)
+        assert seen == [False, False]
+        assert gc.isenabled()
+
+        seen.clear()
+        result = batch_module.apply_batch(["a", "refused-by-the-database"], apply_one)
+        assert result.rowwise  # redone row by row, the collector on again for that way
+        assert seen == [False, False, True, True]
+        assert gc.isenabled()
+
+        seen.clear()
+        with pytest.raises(RuntimeError):
+            batch_module.apply_batch(["crash"], apply_one)
+        assert gc.isenabled()
+
+        gc.disable()  # a caller that had it off keeps it off
+        try:
+            batch_module.apply_batch(["a"], apply_one)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    database.close()
