@@ -5,6 +5,8 @@ What it measures, with real parts (SQLite files, a real central server process, 
   (`sync.server.apply_push`, one transaction per batch, exactly what the HTTP view calls), on a copy
   of central's SQLite file and on a PostgreSQL copy of it (127.0.0.1:5432, database chibo_bench_sync).
   The changes are the field node's real outbox: meetings with their roll calls written through the ORM.
+  apply_sqlite_batch_2000_changes_per_s / apply_postgres_batch_2000_…: the same changes in batches of the
+  size a node really sends (SYNC_BATCH_SIZE, or --push-batch), alternating with the 500s.
 - e2e_10k_records_s: 10,000 new roll-call marks written at field node doi-1, pushed to central over
   loopback HTTP by `run_sync` in a warm field process (both sides committed when it returns).
 - pouchdb_10k_s and e2e_ratio_vs_pouchdb: ../shared/peers/pouchdb (10,000 docs, PouchDB replication to
@@ -545,6 +547,11 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=10)
     batches = outbox_batches(tmp / "field-outbox.sqlite3")
+    # The batches a node really sends (SYNC_BATCH_SIZE), beside the 500, alternating in the same run.
+    from sync.protocol import SYNC_DEFAULTS
+
+    node_size = args.push_batch or SYNC_DEFAULTS["SYNC_BATCH_SIZE"]
+    node_batches = outbox_batches(tmp / "field-outbox.sqlite3", node_size)
     pg_url = None if args.no_postgres else copy_to_postgres(before_push)
     for rep in range(args.reps):
         work = tmp / f"apply-{rep}.sqlite3"
@@ -552,6 +559,13 @@ def main() -> None:
         rate, total = apply_rate(f"sqlite:///{work}", [dict(b) for b in batches])
         figures.setdefault("apply_sqlite_changes_per_s", []).append(rate)
         print(f"# rep {rep + 1}: SQLite applied {total} changes at {rate:.0f}/s", flush=True)
+        if node_size != 500:
+            spare = tmp / f"apply-node-size-{rep}.sqlite3"
+            shutil.copy(before_push, spare)
+            rate, total = apply_rate(f"sqlite:///{spare}", [dict(b) for b in node_batches])
+            figures.setdefault(f"apply_sqlite_batch_{node_size}_changes_per_s", []).append(rate)
+            print(f"# rep {rep + 1}: SQLite applied {total} changes in batches of {node_size} at {rate:.0f}/s",
+                  flush=True)
         floor = sqlite_write_floor(work, before_push, tmp / f"floor-{rep}.sqlite3")
         figures.setdefault("sqlite_write_floor_changes_per_s", []).append(floor)
         print(f"# rep {rep + 1}: SQLite alone wrote the same rows at {floor:.0f}/s", flush=True)
@@ -561,6 +575,12 @@ def main() -> None:
             rate, total = apply_rate(pg_url, [dict(b) for b in batches])
             figures.setdefault("apply_postgres_changes_per_s", []).append(rate)
             print(f"# rep {rep + 1}: PostgreSQL applied {total} changes at {rate:.0f}/s", flush=True)
+            if node_size != 500:
+                pg_url = copy_to_postgres(before_push)
+                rate, total = apply_rate(pg_url, [dict(b) for b in node_batches])
+                figures.setdefault(f"apply_postgres_batch_{node_size}_changes_per_s", []).append(rate)
+                print(f"# rep {rep + 1}: PostgreSQL applied {total} changes in batches of {node_size} at {rate:.0f}/s",
+                      flush=True)
     if pg_url:
         drop_postgres()
     print(f"changes_per_10k_records={sum(len(b['changes']) for b in batches) * 10000 // args.records}")
